@@ -1,0 +1,293 @@
+"""The ``phigate`` command.
+
+Every failure prints one line (``phigate: error: ...``) to stderr and exits non-zero; no
+message quotes an element value or an input file name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from phigate import __version__
+from phigate.errors import PhigateError, UsageError
+from phigate.governance.home import init_home, load_keyring, resolve_home
+from phigate.governance.vault import Vault
+from phigate.pipeline.report import RunSummary
+from phigate.pipeline.runner import RunRequest, check_folders, discover, run
+from phigate.pipeline.subjects import load_subject_map
+from phigate.policy.annex_e import load_table
+from phigate.policy.plan import ActionPlan, compile_profile
+from phigate.policy.profile import builtin_names, load_profile
+
+app = typer.Typer(
+    name="phigate",
+    help="De-identify DICOM studies by versioned policy and share them without letting PHI out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+profile_app = typer.Typer(help="Inspect de-identification profiles.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+
+out = Console()
+err = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="PHIGATE_HOME (default $PHIGATE_HOME or ./phigate-data).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and give the exit to raise."""
+    _error_line(message)
+    return typer.Exit(code)
+
+
+def _error_line(message: str) -> None:
+    # Plain write, not rich: a terminal-width wrap would break the one-line promise.
+    sys.stderr.write(f"phigate: error: {' '.join(message.split())}\n")
+
+
+@app.command()
+def init(home: HomeOption = None) -> None:
+    """Create PHIGATE_HOME with a new secret key (kept if one exists)."""
+    where = resolve_home(home)
+    created = init_home(where)
+    state = "created a new secret" if created else "kept the existing secret"
+    out.print(f"phigate home ready at {where.root} ({state}: {where.key_file})")
+
+
+@app.command()
+def deidentify(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of DICOM files (searched recursively).")],
+    output_dir: Annotated[Path, typer.Argument(help="Folder for de-identified files.")],
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a YAML file.")] = "basic",
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: one per core).")] = 0,
+    home: HomeOption = None,
+    key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Quarantine folder.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    subject_map: Annotated[Path | None, typer.Option(help="Clinical-trial subject map CSV.")] = None,
+    max_inflated_mb: Annotated[int, typer.Option(min=1, help="Deflate bomb limit.")] = 1024,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    json_output: JsonOption = False,
+) -> None:
+    """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR."""
+    where = resolve_home(home)
+    plan = compile_profile(load_profile(profile))
+    keys = load_keyring(where, key_file)
+    subjects = load_subject_map(subject_map) if subject_map else None
+    if plan.require_subject_map and subjects is None:
+        raise UsageError(f"profile '{plan.profile_name}' needs --subject-map")
+    request = RunRequest(
+        input_dir=input_dir,
+        output_dir=output_dir,
+        quarantine_dir=quarantine or where.quarantine,
+        plan=plan,
+        keys=keys,
+        workers=workers or os.cpu_count() or 1,
+        subjects=subjects,
+        max_inflated_bytes=max_inflated_mb << 20,
+    )
+    summary = _run_with_progress(request, Vault(where.vault_file, keys), progress and not json_output)
+    document = summary.to_dict()
+    _write_report(where.reports / summary.run_id / "report.json", document)
+    if report:
+        _write_report(report, document)
+    if json_output:
+        out.print_json(json.dumps(document))
+    else:
+        _print_summary(summary, plan)
+    if not summary.balanced:
+        raise fail("counts do not add up; please report this as a bug", 3)
+
+
+def _run_with_progress(request: RunRequest, vault: Vault, show: bool) -> RunSummary:
+    check_folders(request.input_dir, request.output_dir)
+    files = discover(request.input_dir)
+    pending: dict[tuple[str, str], str] = {}
+    columns = (TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not show, transient=True) as bar:
+        task = bar.add_task("files", total=len(files))
+        summary = run(
+            request,
+            on_result=lambda _record: bar.advance(task),
+            on_pseudonyms=pending.update,
+            files=files,
+        )
+    vault.add(pending)
+    return summary
+
+
+def _write_report(path: Path, document: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _print_summary(summary: RunSummary, plan: ActionPlan) -> None:
+    table = Table(title=f"phigate deidentify: profile {plan.profile_name} {plan.version}")
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    table.add_row("written", str(summary.written))
+    table.add_row("filtered by policy", str(summary.filtered))
+    for reason, count in sorted(summary.filtered_reasons.items()):
+        table.add_row(f"  {reason}", str(count))
+    table.add_row("quarantined", str(summary.quarantined))
+    for reason, count in sorted(summary.quarantine_reasons.items()):
+        table.add_row(f"  {reason}", str(count))
+    table.add_row("requiring review", str(summary.requires_review))
+    table.add_row("inputs", str(summary.inputs))
+    out.print(table)
+    check = "=" if summary.balanced else "!="
+    out.print(
+        f"inputs {summary.inputs} {check} written {summary.written} + filtered "
+        f"{summary.filtered} + quarantined {summary.quarantined}; "
+        f"{summary.elapsed_seconds:.2f} s, {summary.files_per_second:.1f} files/s, "
+        f"{summary.megabytes_per_second:.1f} MB/s with {summary.workers} worker(s)"
+    )
+
+
+@app.command()
+def reidentify(
+    value: Annotated[str, typer.Argument(help="A pseudonym phigate made.")],
+    home: HomeOption = None,
+    key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Look a pseudonym up in the vault (prints the original: PHI)."""
+    where = resolve_home(home)
+    entries = Vault(where.vault_file, load_keyring(where, key_file)).lookup(value)
+    if not entries:
+        raise fail("this value is not a pseudonym recorded in this installation's vault")
+    if json_output:
+        out.print_json(json.dumps([dataclasses.asdict(entry) for entry in entries]))
+        return
+    for entry in entries:
+        out.print(f"{entry.kind}\t{entry.original}", markup=False, highlight=False)
+
+
+@profile_app.command("list")
+def profile_list(json_output: JsonOption = False) -> None:
+    """List the built-in profiles with their version hashes."""
+    profiles = [load_profile(name) for name in builtin_names()]
+    if json_output:
+        rows = [{"name": p.name, "version": p.version, "title": p.title} for p in profiles]
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("name", "version", "title")
+    for p in profiles:
+        table.add_row(p.name, p.version, p.title)
+    out.print(table)
+
+
+@profile_app.command("show")
+def profile_show(name: Annotated[str, typer.Argument(help="Profile name or YAML file.")]) -> None:
+    """Print a profile, resolved (after 'extends'), with its version."""
+    import yaml
+
+    profile = load_profile(name)
+    out.print(f"# {profile.name} version {profile.version}", markup=False)
+    out.print(yaml.safe_dump(profile.document, sort_keys=False), markup=False, highlight=False)
+
+
+@profile_app.command("explain")
+def profile_explain(
+    name: Annotated[str, typer.Argument(help="Profile name or YAML file.")],
+    tag: Annotated[str, typer.Argument(help="Keyword (PatientName) or tag (0010,0010).")],
+    vr: Annotated[str | None, typer.Option(help="VR, for tags unknown to the dictionary.")] = None,
+    creator: Annotated[str | None, typer.Option(help="Private creator of a private tag.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Say what a profile does to one attribute, and why."""
+    plan = compile_profile(load_profile(name))
+    number = _parse_tag(tag)
+    element_vr = vr or _dictionary_vr(number)
+    rule = plan.rule_for(number, element_vr, creator.strip().upper() if creator else None)
+    label = keyword_for_tag(number) or f"({number >> 16:04X},{number & 0xFFFF:04X})"
+    if json_output:
+        document = {"attribute": label, "vr": element_vr, "action": rule.action.value, "why": rule.source}
+        out.print_json(json.dumps(document | {"profile": plan.profile_name, "version": plan.version}))
+        return
+    out.print(f"{label} [{element_vr}]: {rule.action.value}  ({rule.source})", markup=False)
+
+
+@profile_app.command("diff")
+def profile_diff(
+    first: Annotated[str, typer.Argument(help="Profile A.")],
+    second: Annotated[str, typer.Argument(help="Profile B.")],
+    json_output: JsonOption = False,
+) -> None:
+    """List attributes whose action differs between two profiles."""
+    plan_a, plan_b = (compile_profile(load_profile(n)) for n in (first, second))
+    rows = []
+    for number in sorted(_compared_tags(plan_a, plan_b)):
+        element_vr = _dictionary_vr(number)
+        rule_a, rule_b = plan_a.rule_for(number, element_vr), plan_b.rule_for(number, element_vr)
+        if rule_a.action is not rule_b.action:
+            label = keyword_for_tag(number) or f"({number >> 16:04X},{number & 0xFFFF:04X})"
+            rows.append({"attribute": label, "a": rule_a.action.value, "b": rule_b.action.value})
+    if json_output:
+        out.print_json(json.dumps({"a": plan_a.version, "b": plan_b.version, "differences": rows}))
+        return
+    table = Table("attribute", f"{plan_a.profile_name} {plan_a.version}", f"{plan_b.profile_name} {plan_b.version}")
+    for row in rows:
+        table.add_row(row["attribute"], row["a"], row["b"])
+    out.print(table)
+    out.print(f"{len(rows)} attribute(s) differ; options only in A: "
+              f"{sorted(o.value for o in plan_a.options - plan_b.options)}; only in B: "
+              f"{sorted(o.value for o in plan_b.options - plan_a.options)}")
+
+
+def _compared_tags(*plans: ActionPlan) -> set[int]:
+    tags = {int(row.pattern, 16) for row in load_table() if not row.is_masked}
+    for plan in plans:
+        tags.update(plan.exact)
+    return tags
+
+
+def _parse_tag(text: str) -> int:
+    number = tag_for_keyword(text)
+    if number is not None:
+        return int(number)
+    digits = text.strip().strip("()").replace(",", "").replace(" ", "")
+    if len(digits) == 8:
+        try:
+            return int(digits, 16)
+        except ValueError:
+            pass
+    raise UsageError(f"'{text}' is neither a DICOM keyword nor a tag like (0010,0010)")
+
+
+def _dictionary_vr(number: int) -> str:
+    try:
+        return str(dictionary_VR(number)).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+@app.command()
+def version() -> None:
+    """Print phigate's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    """Entry point: run the app, turning phigate errors into one line and a non-zero exit."""
+    try:
+        app()
+    except PhigateError as exc:
+        _error_line(str(exc))
+        sys.exit(2)
+

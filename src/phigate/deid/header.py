@@ -1,0 +1,162 @@
+"""De-identify the header of one instance and mark it as de-identified (PS3.15 E.1, PS3.3 C.12.1).
+
+Pure: a data set, a plan, keys and (for clinical trials) a subject map in; the same data set
+changed in place and a :class:`HeaderOutcome` out. No I/O, no logging.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+
+from phigate import __version__
+from phigate.deid import values
+from phigate.deid.identifiers import InstanceIdentifiers
+from phigate.deid.keys import Keyring
+from phigate.deid.text import TextCleaner
+from phigate.deid.visitor import HeaderContext, HeaderVisitor
+from phigate.errors import InstanceRejected
+from phigate.policy.annex_e import BASIC_PROFILE_CODE, Option
+from phigate.policy.plan import Action, ActionPlan
+from phigate.record import PHIFinding
+
+# phigate's Implementation Class UID (PS3.7 D.3.3.2): 2.25 form of a name-based UUID.
+IMPLEMENTATION_CLASS_UID = "2.25.153581838473424917716424612003398893466"
+IMPLEMENTATION_VERSION_NAME = f"PHIGATE_{__version__}"[:16]
+SUBJECT_NOT_MAPPED = "subject_not_mapped"
+# Options whose code is written only when the pixel step actually did the work.
+_PIXEL_OPTIONS = frozenset({Option.CLEAN_PIXEL_DATA, Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES})
+
+
+@dataclass(frozen=True, slots=True)
+class TrialSubject:
+    """One row of a clinical-trial subject map (PS3.3 C.7.1.3 Clinical Trial Subject)."""
+
+    subject_id: str
+    sponsor_name: str
+    protocol_id: str
+    protocol_name: str = ""
+    site_id: str = ""
+    site_name: str = ""
+
+
+@dataclass
+class HeaderOutcome:
+    """What the header pass did: actions by keyword, findings, and pseudonyms made."""
+
+    actions: dict[str, str] = field(default_factory=dict)
+    findings: list[PHIFinding] = field(default_factory=list)
+    pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def deidentify_header(
+    ds: FileDataset,
+    plan: ActionPlan,
+    keys: Keyring,
+    cleaner: TextCleaner | None,
+    identifiers: InstanceIdentifiers,
+    subjects: Mapping[str, TrialSubject] | None = None,
+    pixels_cleaned: bool = False,
+) -> HeaderOutcome:
+    """Apply ``plan`` to ``ds`` in place; ``identifiers`` were read before any change."""
+    subject = _trial_subject(ds, plan, subjects)
+    earliest, latest = plan.dates.shift_days
+    context = HeaderContext(
+        plan=plan,
+        keys=keys,
+        cleaner=cleaner,
+        identifiers=identifiers,
+        day_offset=keys.day_offset(identifiers.patient_key, earliest, latest),
+    )
+    HeaderVisitor(context).visit(ds)
+    _aggregate_old_birth_date(ds, context)
+    if subject is not None:
+        _fill_trial_attributes(ds, subject, context)
+    _mark_deidentified(ds, plan, context.dates_changed, pixels_cleaned)
+    _rewrite_file_meta(ds)
+    return HeaderOutcome(context.actions, context.findings, context.pseudonyms)
+
+
+def _trial_subject(
+    ds: Dataset, plan: ActionPlan, subjects: Mapping[str, TrialSubject] | None
+) -> TrialSubject | None:
+    if not plan.require_subject_map:
+        return None
+    subject = (subjects or {}).get(str(ds.get("PatientID", "")).strip())
+    if subject is None:
+        raise InstanceRejected(SUBJECT_NOT_MAPPED, "the patient is not in the subject map")
+    return subject
+
+
+def _aggregate_old_birth_date(ds: Dataset, context: HeaderContext) -> None:
+    """HIPAA: a birth date showing an age over the cap moves so the age reads cap + 1."""
+    cap = context.plan.age_cap
+    ids = context.identifiers
+    if cap is None or not str(ds.get("PatientBirthDate", "") or ""):
+        return
+    age = values.years_between(ids.birth_date, ids.reference_date)
+    if age is None or age <= cap:
+        return
+    reference = dt.datetime.strptime(ids.reference_date[:8], "%Y%m%d").date()
+    stand_in = reference.replace(year=reference.year - (cap + 1), day=1).strftime("%Y%m%d")
+    rule = context.plan.rule_for(0x00100030, "DA")
+    if rule.action is Action.SHIFT_DATE:
+        stand_in = values.shift_date(stand_in, context.day_offset) or ""
+    elif rule.action is Action.YEAR_ONLY:
+        stand_in = values.year_only(stand_in, "DA") or ""
+    ds.PatientBirthDate = stand_in
+    context.actions["PatientBirthDate"] = "aggregate_age"
+
+
+def _fill_trial_attributes(ds: Dataset, subject: TrialSubject, context: HeaderContext) -> None:
+    ds.PatientID = subject.subject_id
+    ds.PatientName = subject.subject_id
+    ds.ClinicalTrialSponsorName = subject.sponsor_name
+    ds.ClinicalTrialProtocolID = subject.protocol_id
+    ds.ClinicalTrialProtocolName = subject.protocol_name
+    ds.ClinicalTrialSiteID = subject.site_id
+    ds.ClinicalTrialSiteName = subject.site_name
+    ds.ClinicalTrialSubjectID = subject.subject_id
+    for keyword in ("PatientID", "PatientName", "ClinicalTrialSubjectID"):
+        context.actions[keyword] = "subject_map"
+
+
+def _mark_deidentified(
+    ds: Dataset, plan: ActionPlan, dates_changed: bool, pixels_cleaned: bool
+) -> None:
+    """PS3.15 E.1.1 (11): say that, how and by which profile version it was de-identified."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = plan.method_description
+    codes = [BASIC_PROFILE_CODE]
+    for option in sorted(plan.options, key=lambda o: o.code[0]):
+        if option not in _PIXEL_OPTIONS or pixels_cleaned:
+            codes.append(option.code)
+    ds.DeidentificationMethodCodeSequence = [_code_item(value, meaning) for value, meaning in codes]
+    if Option.RETAIN_LONG_FULL_DATES in plan.options:
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED" if dates_changed else "REMOVED"
+
+
+def _code_item(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    return item
+
+
+def _rewrite_file_meta(ds: FileDataset) -> None:
+    """A fresh file meta group: nothing the sender wrote (AE titles, private info) survives."""
+    old = ds.file_meta
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "TransferSyntaxUID" in old:
+        meta.TransferSyntaxUID = old.TransferSyntaxUID
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    ds.file_meta = meta

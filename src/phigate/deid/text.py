@@ -1,0 +1,206 @@
+"""Clean free text (descriptors, comments): remove identifiers, keep clinical words.
+
+Three passes, each adding spans to remove:
+
+1. the instance's own identifiers (every name part, so ``DOE^JOHN``, ``John Doe``,
+   ``Doe, John`` and the surname alone all go; IDs with or without separators; its dates in
+   common formats; institution and address words);
+2. pattern recognisers: dates, phone numbers, e-mail, SSN-like and MRN-like digit runs,
+   street addresses, ZIP codes, and a title followed by a name (``DR SMITH``);
+3. person names found by the offline NER model (:mod:`phigate.deid.ner`).
+
+The same descriptor repeats across a series, so results are cached per patient and text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from phigate.deid.identifiers import InstanceIdentifiers
+from phigate.deid.ner import NameFinder, load_name_finder
+from phigate.deid.values import shift_date
+from phigate.policy.plan import TextSettings
+
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+RECOGNIZERS: dict[str, re.Pattern[str]] = {
+    "date": re.compile(
+        r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
+        rf"|(?:19|20)\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+        rf"|\d{{1,2}}\s+{_MONTHS}\s+\d{{2,4}}|{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})\b",
+        re.IGNORECASE,
+    ),
+    "phone": re.compile(r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+    "mrn": re.compile(r"\b(?:MRN|ID|NO|#)?[:#]?\s?[A-Z]{0,3}\d{6,}[A-Z]?\b", re.IGNORECASE),
+    "address": re.compile(
+        r"\b\d{1,6}\s+(?:[A-Za-z]+\.?\s+){1,4}(?:st|street|ave|avenue|rd|road|blvd|boulevard|ln"
+        r"|lane|dr|drive|ct|court|way|pl|place|terrace|ter|hwy|highway|pkwy|parkway)\b\.?",
+        re.IGNORECASE,
+    ),
+    "zip": re.compile(r"\b\d{5}(?:-\d{4})?\b"),
+    "titled_name": re.compile(
+        r"\b(?:dr|mr|mrs|ms|prof|doctor)\.?\s+(?:[A-Za-z][A-Za-z'-]+)(?:[\s,]+[A-Za-z][A-Za-z'-]+)?",
+        re.IGNORECASE,
+    ),
+}
+_RECOGNIZER_KIND = {"titled_name": "name", "ssn": "id", "mrn": "id", "zip": "address"}
+_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y", "%d/%m/%Y")
+_NAME_SPLIT = re.compile(r"[\^,\s=]+")
+_MIN_TOKEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CleanedText:
+    """Cleaned text and the kinds of what was removed (never the removed text itself)."""
+
+    text: str
+    kinds: tuple[str, ...]
+
+
+class TextCleaner:
+    """Cleans text for one plan; one per worker process, sharing the NER model and a cache."""
+
+    def __init__(self, settings: TextSettings, name_finder: NameFinder | None = None) -> None:
+        self.settings = settings
+        self._name_finder = name_finder
+        if settings.ner and name_finder is None:
+            self._name_finder = load_name_finder()
+        self._cached = lru_cache(maxsize=8192)(self._clean_uncached)
+
+    def clean(self, text: str, identifiers: InstanceIdentifiers, day_offset: int) -> CleanedText:
+        """Clean ``text`` for the instance whose identifiers are given."""
+        if not text.strip():
+            return CleanedText(text, ())
+        return self._cached(text, identifiers, day_offset)
+
+    def _clean_uncached(
+        self, text: str, identifiers: InstanceIdentifiers, day_offset: int
+    ) -> CleanedText:
+        spans = list(_identifier_spans(text, identifiers))
+        spans.extend(self._recognizer_spans(text))
+        if self._name_finder is not None:
+            spans.extend((s.start, s.end, "name") for s in self._name_finder.find_names(text))
+        if not spans:
+            return CleanedText(text, ())
+        merged = _merge(spans)
+        return CleanedText(self._rewrite(text, merged, day_offset), tuple(k for _, _, k in merged))
+
+    def _recognizer_spans(self, text: str) -> Iterable[tuple[int, int, str]]:
+        for name in self.settings.recognizers:
+            kind = _RECOGNIZER_KIND.get(name, name)
+            for match in RECOGNIZERS[name].finditer(text):
+                if not self._is_kept(match.group()):
+                    yield match.start(), match.end(), kind
+
+    def _is_kept(self, found: str) -> bool:
+        return found.strip().upper() in self.settings.keep_words
+
+    def _rewrite(self, text: str, spans: list[tuple[int, int, str]], day_offset: int) -> str:
+        pieces: list[str] = []
+        cursor = 0
+        for start, end, kind in spans:
+            pieces.append(text[cursor:start])
+            pieces.append(self._replacement(text[start:end], kind, day_offset))
+            cursor = end
+        pieces.append(text[cursor:])
+        return re.sub(r"\s{2,}", " ", "".join(pieces)).strip()
+
+    def _replacement(self, found: str, kind: str, day_offset: int) -> str:
+        if kind == "date" and self.settings.shift_dates_in_text:
+            shifted = _shift_text_date(found, day_offset)
+            if shifted is not None:
+                return shifted
+        return self.settings.replacement
+
+
+def _shift_text_date(found: str, day_offset: int) -> str | None:
+    for fmt in _DATE_FORMATS:
+        try:
+            parsed = dt.datetime.strptime(found.strip(), fmt)
+        except ValueError:
+            continue
+        moved = shift_date(parsed.strftime("%Y%m%d"), day_offset)
+        if moved is not None:
+            return dt.datetime.strptime(moved, "%Y%m%d").strftime(fmt)
+    return None
+
+
+def _identifier_spans(
+    text: str, identifiers: InstanceIdentifiers
+) -> Iterable[tuple[int, int, str]]:
+    for kind, pattern in _identifier_patterns(identifiers):
+        for match in pattern.finditer(text):
+            yield match.start(), match.end(), kind
+
+
+@lru_cache(maxsize=1024)
+def _identifier_patterns(identifiers: InstanceIdentifiers) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """One compiled alternation per kind; cached because a series shares its identifiers."""
+    groups = {
+        "name": _name_tokens(identifiers.names),
+        "id": _id_variants(identifiers.ids),
+        "date": _date_variants(identifiers.dates),
+        "institution": _place_tokens(identifiers.places),
+    }
+    compiled = []
+    for kind, values in groups.items():
+        if values:
+            alternation = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+            compiled.append(
+                (kind, re.compile(rf"(?<![A-Za-z0-9])(?:{alternation})(?![A-Za-z0-9])", re.I))
+            )
+    return tuple(compiled)
+
+
+def _name_tokens(names: tuple[str, ...]) -> set[str]:
+    tokens = set()
+    for name in names:
+        tokens.update(t.strip(".") for t in _NAME_SPLIT.split(name) if len(t.strip(".")) >= _MIN_TOKEN)
+    return tokens
+
+
+def _id_variants(ids: tuple[str, ...]) -> set[str]:
+    variants = set()
+    for value in ids:
+        if len(value) >= 3:
+            variants.add(value)
+            variants.add(re.sub(r"[\s./-]", "", value))
+    return {v for v in variants if len(v) >= 3}
+
+
+def _date_variants(dates: tuple[str, ...]) -> set[str]:
+    variants = set()
+    for value in dates:
+        try:
+            parsed = dt.datetime.strptime(value[:8], "%Y%m%d")
+        except ValueError:
+            continue
+        for fmt in (*_DATE_FORMATS, "%d %b %Y", "%b %d, %Y", "%B %d, %Y", "%d %B %Y", "%m/%d/%y"):
+            variants.add(parsed.strftime(fmt))
+        variants.add(f"{parsed.month}/{parsed.day}/{parsed.year}")
+    return variants
+
+
+def _place_tokens(places: tuple[str, ...]) -> set[str]:
+    tokens = set()
+    for place in places:
+        tokens.add(place)
+        tokens.update(word for word in re.split(r"[\s,^]+", place) if len(word) >= 4)
+    return {t for t in tokens if t.strip()}
+
+
+def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Sort spans and merge overlaps, keeping the kind of the first (earliest, longest) one."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, kind in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if merged and start <= merged[-1][1]:
+            last_start, last_end, last_kind = merged[-1]
+            merged[-1] = (last_start, max(last_end, end), last_kind)
+        else:
+            merged.append((start, end, kind))
+    return merged

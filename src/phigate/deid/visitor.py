@@ -1,0 +1,232 @@
+"""Apply a compiled plan to one data set: one visitor over every element, at every depth.
+
+Elements whose rule is *keep* are left as pydicom read them (raw bytes, never decoded), which
+is what keeps the header pass close to the cost of reading and writing the file. Sequences
+are always walked, whatever their rule, so a kept sequence cannot smuggle a name through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
+
+from phigate.deid import values
+from phigate.deid.identifiers import InstanceIdentifiers
+from phigate.deid.keys import Keyring
+from phigate.deid.text import TextCleaner
+from phigate.policy.plan import Action, ActionPlan
+from phigate.record import PHIFinding
+
+DICOM_UID_ROOT = "1.2.840.10008."
+_PIXEL_DATA = 0x7FE00010
+
+
+@dataclass
+class HeaderContext:
+    """Per-instance state shared by every element the visitor touches."""
+
+    plan: ActionPlan
+    keys: Keyring
+    cleaner: TextCleaner | None
+    identifiers: InstanceIdentifiers
+    day_offset: int
+    actions: dict[str, str] = field(default_factory=dict)
+    findings: list[PHIFinding] = field(default_factory=list)
+    pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
+    dates_changed: bool = False
+
+
+class HeaderVisitor:
+    """Walks a data set and applies each element's rule (see :mod:`phigate.policy.plan`)."""
+
+    def __init__(self, context: HeaderContext) -> None:
+        self.ctx = context
+        self._handlers: dict[Action, Callable[[Dataset, int, str, str], None]] = {
+            Action.REMOVE: self._remove,
+            Action.EMPTY: self._empty,
+            Action.DUMMY: self._dummy,
+            Action.KEEP: self._keep,
+            Action.REPLACE_UID: self._replace_uid,
+            Action.HASH: self._hash,
+            Action.PSEUDONYMIZE: self._pseudonymize,
+            Action.SHIFT_DATE: self._shift_date,
+            Action.YEAR_ONLY: self._year_only,
+            Action.CLEAN_TEXT: self._clean_text,
+        }
+
+    def visit(self, ds: Dataset) -> None:
+        """De-identify ``ds`` in place, then drop private creators left without elements."""
+        creators: dict[int, str] = {}
+        for tag in list(ds._dict):
+            element = ds._dict[tag]
+            vr = _vr_of(tag, element)
+            creator = self._creator_of(ds, tag, creators) if (tag >> 16) % 2 else None
+            rule = self.ctx.plan.rule_for(tag, vr, creator)
+            name = _name_of(tag, creator)
+            self._handlers[rule.action](ds, tag, vr, name)
+            if rule.action is not Action.KEEP and tag != _PIXEL_DATA:
+                self.ctx.actions[name] = rule.action.value
+        _drop_orphan_creators(ds)
+
+    def _creator_of(self, ds: Dataset, tag: int, cache: dict[int, str]) -> str | None:
+        element = tag & 0xFFFF
+        if element < 0x1000:
+            return None
+        creator_tag = (tag & 0xFFFF0000) | (element >> 8)
+        if creator_tag not in cache:
+            value = ds.get(creator_tag)
+            cache[creator_tag] = str(value.value).strip().upper() if value is not None else ""
+        return cache[creator_tag] or None
+
+    # The handlers: each takes the data set, tag, VR and the element's display name.
+
+    def _remove(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        del ds[tag]
+
+    def _empty(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        ds[tag] = DataElement(tag, vr, Sequence() if vr == "SQ" else None)
+
+    def _dummy(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+        elif vr == "UI":
+            self._replace_uid(ds, tag, vr, name)
+        else:
+            ds[tag] = DataElement(tag, vr, values.dummy_value(vr))
+
+    def _keep(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+        elif vr == "AS" and self.ctx.plan.age_cap is not None:
+            self._map_strings(ds, tag, lambda v: values.cap_age(v, self.ctx.plan.age_cap or 0))
+
+    def _replace_uid(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+        elif vr == "UI":
+            self._map_strings(ds, tag, self._new_uid)
+        else:
+            self._empty(ds, tag, vr, name)
+
+    def _new_uid(self, uid: str) -> str:
+        uid = uid.strip("\0 ")
+        return uid if not uid or uid.startswith(DICOM_UID_ROOT) else self.ctx.keys.uid(uid)
+
+    def _hash(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+            return
+        keys = self.ctx.keys
+        self._map_strings(ds, tag, lambda v: values.keyed_hash_value(keys, name, vr, v))
+
+    def _pseudonymize(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+            return
+
+        def replace(original: str) -> str:
+            if not original.strip():
+                return original
+            new = values.pseudonym(self.ctx.keys, name, vr, original)
+            self.ctx.pseudonyms[(name, new)] = original
+            return new
+
+        self._map_strings(ds, tag, replace)
+
+    def _shift_date(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "TM":
+            return  # whole-day offsets leave the time of day as it was
+        shift = values.shift_datetime if vr == "DT" else values.shift_date
+        self.ctx.dates_changed = True
+        self._map_strings(ds, tag, lambda v: shift(v, self.ctx.day_offset) or "")
+
+    def _year_only(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        self.ctx.dates_changed = True
+        if vr in ("DA", "DT"):
+            self._map_strings(ds, tag, lambda v: values.year_only(v, vr) or "")
+        else:
+            self._empty(ds, tag, vr, name)
+
+    def _clean_text(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
+        if vr == "SQ":
+            self._walk_items(ds, tag)
+            return
+        if vr == "PN":
+            self._pseudonymize(ds, tag, vr, name)
+            return
+        if self.ctx.cleaner is None:
+            self._empty(ds, tag, vr, name)
+            return
+        self._map_strings(ds, tag, lambda v: self._cleaned(v, name))
+
+    def _cleaned(self, text: str, name: str) -> str:
+        assert self.ctx.cleaner is not None
+        result = self.ctx.cleaner.clean(text, self.ctx.identifiers, self.ctx.day_offset)
+        for kind in result.kinds:
+            self.ctx.findings.append(
+                PHIFinding(where="header", kind=kind, keyword=name, confidence=1.0, action="removed")
+            )
+        return result.text
+
+    # Helpers
+
+    def _walk_items(self, ds: Dataset, tag: int) -> None:
+        element = ds[tag]
+        if element.VR != "SQ":  # an SQ read as UN cannot be walked safely: drop it
+            del ds[tag]
+            return
+        for item in element.value:
+            self.visit(item)
+
+    def _map_strings(self, ds: Dataset, tag: int, transform: Callable[[str], str]) -> None:
+        """Apply ``transform`` to each value of a string element (multi-valued too)."""
+        element = ds[tag]
+        value = element.value
+        if value is None or value == "":
+            return
+        if isinstance(value, bytes):  # a string VR read as UN or OB: nothing safe to map
+            del ds[tag]
+            return
+        if isinstance(value, str | PersonName):
+            element.value = transform(str(value))
+        else:
+            element.value = [transform(str(v)) for v in value]
+
+
+def _drop_orphan_creators(ds: Dataset) -> None:
+    """Remove private creator elements whose block no longer holds any element."""
+    private = [t for t in ds._dict if (t >> 16) % 2]
+    used = {(t & 0xFFFF0000) | ((t & 0xFFFF) >> 8) for t in private if t & 0xFFFF >= 0x1000}
+    for tag in [t for t in private if 0x10 <= t & 0xFFFF <= 0xFF]:
+        if tag not in used:
+            del ds[tag]
+
+
+def _vr_of(tag: int, element: RawDataElement | DataElement) -> str:
+    vr = element.VR
+    if vr:
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag)).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+def _name_of(tag: int, creator: str | None) -> str:
+    """An attribute's display name for records: its keyword, or its tag.
+
+    Private creator strings are not used: they are free text written by the sender.
+    """
+    keyword = keyword_for_tag(tag)
+    if keyword:
+        return str(keyword)
+    if creator is not None:
+        return f"private({tag >> 16:04X},xx{tag & 0xFF:02X})"
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+

@@ -1,0 +1,1 @@
+"""Read, write and walk DICOM: the only place that knows pydicom's file-level quirks."""

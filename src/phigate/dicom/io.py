@@ -1,0 +1,181 @@
+"""Read and write one DICOM instance from and to bytes (PS3.10 files and bare data sets).
+
+pydicom is lenient on purpose: it reads a truncated file without complaint and inflates a
+deflated data set without bound. A de-identification gate must not be, so this module adds
+the checks that turn such input into an :class:`~phigate.errors.InstanceRejected` with a
+stable reason code. Pixel data is never decoded here.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, UID
+
+from phigate.errors import InstanceFiltered, InstanceRejected
+
+DEFAULT_MAX_INFLATED_BYTES = 1 << 30
+_PREAMBLE_LENGTH = 128
+_MAGIC = b"DICM"
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_TRUNCATION_WARNING = "End of file reached before delimiter"
+# Byte size of one value of each fixed-length binary VR (PS3.5 Table 6.2-1).
+_FIXED_VR_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
+
+# Reason codes, stable for reports and dashboards.
+NOT_DICOM = "not_dicom"
+TRUNCATED = "truncated"
+MALFORMED = "malformed"
+DEFLATE_BOMB = "deflate_bomb"
+MISSING_IDENTITY = "missing_sop_identity"
+
+
+def _silence_value_echoes() -> None:
+    """pydicom's validation warnings and log lines quote element values (PHI) verbatim.
+
+    phigate validates what it writes itself, so both are switched off for the process, and
+    pydicom's logger is disabled: nothing from a file may reach a log or a terminal.
+    """
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    logging.getLogger("pydicom").disabled = True
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+
+
+_silence_value_echoes()
+
+
+@dataclass(slots=True)
+class ParsedInstance:
+    """A data set read from bytes, with how it was encoded so it can be written back alike."""
+
+    dataset: FileDataset
+    transfer_syntax: UID
+    is_part10: bool
+
+
+def sniff_dicom(data: bytes) -> bool:
+    """True if ``data`` looks like a PS3.10 file or a bare data set (no preamble)."""
+    if len(data) >= _PREAMBLE_LENGTH + 4 and data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] == _MAGIC:
+        return True
+    if len(data) < 8:
+        return False
+    # Bare data sets (either byte order) and meta-only starts begin with group 0002 or 0008.
+    return data[0:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08") and data[2] < 0x10
+
+
+def read_instance(data: bytes, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> ParsedInstance:
+    """Parse ``data`` into a data set, or raise :class:`InstanceRejected` saying why not."""
+    if not sniff_dicom(data):
+        raise InstanceFiltered(NOT_DICOM, "not a DICOM file (no DICM prefix and no data set start)")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parsed = _parse(data, max_inflated_bytes)
+    except InstanceRejected:
+        raise
+    except (InvalidDicomError, EOFError) as exc:
+        raise InstanceRejected(TRUNCATED, f"the file ends inside its header ({type(exc).__name__})") from None
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise InstanceRejected(MALFORMED, f"the file cannot be parsed ({type(exc).__name__})") from None
+    if any(_TRUNCATION_WARNING in str(warning.message) for warning in caught):
+        raise InstanceRejected(TRUNCATED, "the file ends before an undefined-length value closes")
+    _check_structure(parsed.dataset, data, parsed.transfer_syntax)
+    _align_encoding(parsed)
+    return parsed
+
+
+def _align_encoding(parsed: ParsedInstance) -> None:
+    """Some writers declare explicit VR in the meta but encode implicit VR; pydicom keeps the
+    elements raw without a VR and then cannot write them explicitly, so convert them now."""
+    if parsed.transfer_syntax.is_implicit_VR:
+        return
+    raw_elements = parsed.dataset._dict.values()
+    if any(isinstance(element, RawDataElement) and not element.VR for element in raw_elements):
+        parsed.dataset.walk(lambda _dataset, _element: None)
+
+
+def _parse(data: bytes, max_inflated_bytes: int) -> ParsedInstance:
+    has_magic = data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] == _MAGIC
+    stream = io.BytesIO(data)
+    stream.seek(_PREAMBLE_LENGTH + 4 if has_magic else 0)
+    meta = _read_file_meta_info(stream) if has_magic or data[:2] == b"\x02\x00" else FileMetaDataset()
+    syntax = UID(meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+    if syntax == DeflatedExplicitVRLittleEndian:
+        body = _inflate(data[stream.tell() :], max_inflated_bytes)
+        dataset = read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+        file_dataset = FileDataset("", dataset, preamble=b"\0" * 128, file_meta=meta)
+        file_dataset.set_original_encoding(False, True, dataset._character_set)
+    else:
+        file_dataset = pydicom.dcmread(io.BytesIO(data), force=not has_magic)
+        if "TransferSyntaxUID" not in file_dataset.file_meta:
+            syntax = _guess_bare_syntax(file_dataset)
+    return ParsedInstance(file_dataset, syntax, has_magic)
+
+
+def _guess_bare_syntax(dataset: FileDataset) -> UID:
+    """A bare data set carries no transfer syntax: take the encoding pydicom detected."""
+    implicit, little = dataset.original_encoding
+    if implicit:
+        return UID("1.2.840.10008.1.2")
+    return ExplicitVRLittleEndian if little else UID("1.2.840.10008.1.2.2")
+
+
+def _inflate(deflated: bytes, limit: int) -> bytes:
+    """Inflate a Deflated Explicit VR Little Endian body (PS3.5 A.5), refusing bombs."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(deflated, limit + 1)
+    except zlib.error:
+        raise InstanceRejected(MALFORMED, "the deflated data set is corrupt") from None
+    if len(body) > limit:
+        raise InstanceRejected(
+            DEFLATE_BOMB, f"the deflated data set inflates beyond the limit of {limit} bytes"
+        )
+    if not inflater.eof:
+        raise InstanceRejected(TRUNCATED, "the deflated data set ends before its end marker")
+    return body
+
+
+def _check_structure(dataset: FileDataset, data: bytes, syntax: UID) -> None:
+    """Find what pydicom forgives: a value cut short, a bad fixed-length VR, no identity."""
+    if len(dataset) == 0:
+        raise InstanceRejected(TRUNCATED, "the file holds file meta information but no data set")
+    deflated = syntax == DeflatedExplicitVRLittleEndian
+    for element in dataset._dict.values():
+        if not isinstance(element, RawDataElement):
+            continue
+        _check_raw_element(element, len(data), deflated)
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        if not str(dataset.get(keyword, "")).strip("\0 "):
+            raise InstanceRejected(MISSING_IDENTITY, f"the data set has no {keyword}")
+
+
+def _check_raw_element(element: RawDataElement, size: int, deflated: bool) -> None:
+    keyword = pydicom.datadict.keyword_for_tag(element.tag) or "private or unknown element"
+    if element.length == _UNDEFINED_LENGTH:
+        return
+    value = element.value or b""
+    if len(value) < element.length or (not deflated and element.value_tell + element.length > size):
+        raise InstanceRejected(TRUNCATED, f"the value of {keyword} is cut short")
+    fixed = _FIXED_VR_SIZES.get(element.VR or "")
+    if fixed and element.length % fixed:
+        raise InstanceRejected(MALFORMED, f"{keyword} has a length that does not fit its VR")
+
+
+def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
+    """Serialise as a PS3.10 file in ``transfer_syntax`` with a zero preamble (it may hold PHI)."""
+    dataset.preamble = b"\0" * _PREAMBLE_LENGTH
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

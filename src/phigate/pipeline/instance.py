@@ -1,0 +1,146 @@
+"""The per-instance function: bytes, a compiled plan and keys in; bytes and one record out.
+
+The CLI's process pool, the server and a Spark executor all call :func:`process_instance`.
+It never raises for bad input: every failure becomes a record with a reason code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydicom.dataset import FileDataset
+
+from phigate.deid.header import TrialSubject, deidentify_header
+from phigate.deid.identifiers import collect_identifiers
+from phigate.deid.keys import Keyring
+from phigate.deid.text import TextCleaner
+from phigate.dicom import io as dicom_io
+from phigate.errors import InstanceFiltered, InstanceRejected
+from phigate.policy.plan import ActionPlan, Filter
+from phigate.record import InstanceResult, Status
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+UNEXPECTED = "unexpected_error"
+
+
+@dataclass
+class Worker:
+    """What one worker process needs, built once and reused for every instance."""
+
+    plan: ActionPlan
+    keys: Keyring
+    subjects: Mapping[str, TrialSubject] | None = None
+    max_inflated_bytes: int = dicom_io.DEFAULT_MAX_INFLATED_BYTES
+    cleaner: TextCleaner | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.cleaner is None:
+            self.cleaner = TextCleaner(self.plan.text)
+
+
+@dataclass
+class Outcome:
+    """The result of one instance: output bytes (if written), the record, pseudonyms made.
+
+    ``pseudonyms`` maps (attribute keyword, pseudonym) to the original value. It is PHI and
+    goes only to the encrypted vault, never into the record.
+    """
+
+    record: InstanceResult
+    data: bytes | None = None
+    pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def process_instance(data: bytes, source_ref: str, worker: Worker) -> Outcome:
+    """De-identify one instance; every failure becomes a record with a reason."""
+    record = InstanceResult(
+        source_ref=source_ref,
+        profile_name=worker.plan.profile_name,
+        profile_version=worker.plan.version,
+        bytes_in=len(data),
+    )
+    started = time.perf_counter()
+    try:
+        outcome = _process(data, record, worker)
+    except InstanceRejected as rejected:
+        filtered = isinstance(rejected, InstanceFiltered)
+        record.status = Status.FILTERED if filtered else Status.QUARANTINED
+        record.reason, record.reason_detail = rejected.code, str(rejected)
+        outcome = Outcome(record)
+    except Exception as exc:  # never let one file stop the batch; never echo its content
+        record.status = Status.QUARANTINED
+        record.reason = UNEXPECTED
+        record.reason_detail = f"de-identification failed ({type(exc).__name__})"
+        outcome = Outcome(record)
+    record.timings["total"] = time.perf_counter() - started
+    return outcome
+
+
+def _process(data: bytes, record: InstanceResult, worker: Worker) -> Outcome:
+    parsed = dicom_io.read_instance(data, worker.max_inflated_bytes)
+    ds = parsed.dataset
+    _describe_source(ds, record, parsed.transfer_syntax)
+    _apply_filters(ds, worker.plan.filters)
+    identifiers = collect_identifiers(ds)
+    header = deidentify_header(
+        ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects
+    )
+    _flag_burned_in_risk(ds, record, worker.plan, pixels_cleaned=False)
+    output = _write(ds, parsed.transfer_syntax)
+    record.actions, record.findings = header.actions, header.findings
+    record.study_uid = str(ds.get("StudyInstanceUID", "")) or None
+    record.series_uid = str(ds.get("SeriesInstanceUID", "")) or None
+    record.sop_instance_uid = str(ds.SOPInstanceUID)
+    record.output_ref = f"{record.study_uid}/{record.series_uid}/{record.sop_instance_uid}.dcm"
+    record.status = Status.WRITTEN
+    record.bytes_out = len(output)
+    return Outcome(record, output, header.pseudonyms)
+
+
+def _describe_source(ds: FileDataset, record: InstanceResult, syntax: str) -> None:
+    if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        raise InstanceFiltered("dicomdir", "a DICOMDIR media directory, not an instance")
+    record.sop_class_uid = str(ds.SOPClassUID)
+    record.modality = str(ds.get("Modality", "")) or None
+    record.transfer_syntax_uid = syntax
+
+
+def _apply_filters(ds: FileDataset, filters: tuple[Filter, ...]) -> None:
+    for rule in filters:
+        if _matches(ds, rule):
+            raise InstanceFiltered(rule.reason, "excluded by a filter of the profile")
+
+
+def _matches(ds: FileDataset, rule: Filter) -> bool:
+    if rule.modalities and str(ds.get("Modality", "")) not in rule.modalities:
+        return False
+    if rule.sop_classes and str(ds.SOPClassUID) not in rule.sop_classes:
+        return False
+    burned = str(ds.get("BurnedInAnnotation", "")).upper()
+    return rule.burned_in_annotation is None or burned == rule.burned_in_annotation
+
+
+def _flag_burned_in_risk(
+    ds: FileDataset, record: InstanceResult, plan: ActionPlan, pixels_cleaned: bool
+) -> None:
+    """Pixels that may hold burned-in text and were not cleaned need a human look."""
+    if pixels_cleaned or "PixelData" not in ds and "FloatPixelData" not in ds:
+        return
+    review = plan.review
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        record.flag_for_review("burned_in_annotation_yes_pixels_not_cleaned")
+    elif record.modality in review.burned_in_modalities:
+        record.flag_for_review("modality_at_risk_of_burned_in_text_pixels_not_cleaned")
+    elif record.sop_class_uid in review.burned_in_sop_classes:
+        record.flag_for_review("sop_class_at_risk_of_burned_in_text_pixels_not_cleaned")
+
+
+def _write(ds: FileDataset, syntax: str) -> bytes:
+    try:
+        return dicom_io.write_instance(ds, dicom_io.UID(syntax))
+    except Exception as exc:
+        raise InstanceRejected(
+            dicom_io.MALFORMED, f"the de-identified data set cannot be encoded ({type(exc).__name__})"
+        ) from None

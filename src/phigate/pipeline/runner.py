@@ -1,0 +1,203 @@
+"""De-identify every file under a folder with a pool of worker processes.
+
+Workers read their input and write their output themselves (to a staging name inside OUT),
+so only records cross process boundaries. The parent takes results in input order, which
+makes duplicate handling deterministic: the first file with a given SOP Instance UID is
+written, later ones are quarantined. Output paths come from replacement UIDs only.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from phigate.deid.header import TrialSubject
+from phigate.deid.keys import Keyring
+from phigate.dicom.io import DEFAULT_MAX_INFLATED_BYTES
+from phigate.errors import UsageError
+from phigate.pipeline.instance import Outcome, Worker, process_instance
+from phigate.pipeline.report import RunSummary
+from phigate.policy.plan import ActionPlan
+from phigate.record import InstanceResult, Status
+
+STAGING_DIR = ".phigate-staging"
+DUPLICATE = "duplicate_sop_instance_uid"
+UNREADABLE = "unreadable_file"
+_CHUNK = 4
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one run needs; ``subjects`` is PHI and stays in memory."""
+
+    input_dir: Path
+    output_dir: Path
+    quarantine_dir: Path
+    plan: ActionPlan
+    keys: Keyring
+    workers: int = 1
+    subjects: Mapping[str, TrialSubject] | None = None
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: str
+    source_ref: str
+
+
+@dataclass
+class _Done:
+    record: InstanceResult
+    pseudonyms: dict[tuple[str, str], str]
+    staged: str | None
+
+
+ResultCallback = Callable[[InstanceResult], None]
+PseudonymSink = Callable[[dict[tuple[str, str], str]], None]
+
+
+def check_folders(input_dir: Path, output_dir: Path) -> None:
+    """Refuse folder layouts that would read our own output or overwrite our input."""
+    if not input_dir.is_dir():
+        raise UsageError("the input folder does not exist or is not a folder")
+    source, target = input_dir.resolve(), output_dir.resolve()
+    if target == source or target.is_relative_to(source):
+        raise UsageError("the output folder must not be inside the input folder")
+    if source.is_relative_to(target):
+        raise UsageError("the input folder must not be inside the output folder")
+
+
+def discover(input_dir: Path) -> list[Path]:
+    """Every regular file under ``input_dir``, in a stable order."""
+    found = [p for p in input_dir.rglob("*") if p.is_file() and STAGING_DIR not in p.parts]
+    return sorted(found, key=lambda p: p.relative_to(input_dir).as_posix())
+
+
+def run(
+    request: RunRequest,
+    on_result: ResultCallback | None = None,
+    on_pseudonyms: PseudonymSink | None = None,
+    files: list[Path] | None = None,
+) -> RunSummary:
+    """De-identify every file under the input folder; return the run's summary."""
+    check_folders(request.input_dir, request.output_dir)
+    files = discover(request.input_dir) if files is None else files
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    summary = RunSummary(run_id, request.plan.profile_name, request.plan.version, request.workers)
+    staging = request.output_dir / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    tasks = [_Task(str(p), _source_ref(request, p)) for p in files]
+    started = time.perf_counter()
+    seen: dict[str, str] = {}
+    for task, done in zip(tasks, _results(request, tasks, staging), strict=True):
+        _settle(request, task, done, seen, run_id)
+        summary.add(done.record)
+        if on_pseudonyms and done.pseudonyms:
+            on_pseudonyms(done.pseudonyms)
+        if on_result:
+            on_result(done.record)
+    summary.elapsed_seconds = time.perf_counter() - started
+    shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _source_ref(request: RunRequest, path: Path) -> str:
+    return request.keys.instance_ref(path.relative_to(request.input_dir).as_posix())
+
+
+def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator[_Done]:
+    args = (request.plan, request.keys, request.subjects, request.max_inflated_bytes, str(staging))
+    if request.workers <= 1:
+        _init_worker(*args)
+        yield from map(_run_task, tasks)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(request.workers, initializer=_init_worker, initargs=args) as pool:
+        yield from pool.imap(_run_task, tasks, chunksize=_CHUNK)
+
+
+_state: tuple[Worker, str] | None = None
+
+
+def _init_worker(
+    plan: ActionPlan,
+    keys: Keyring,
+    subjects: Mapping[str, TrialSubject] | None,
+    max_inflated_bytes: int,
+    staging: str,
+) -> None:
+    global _state
+    _state = (Worker(plan, keys, subjects, max_inflated_bytes), staging)
+
+
+def _run_task(task: _Task) -> _Done:
+    assert _state is not None, "worker not initialised"
+    worker, staging = _state
+    try:
+        data = Path(task.path).read_bytes()
+    except OSError as exc:
+        record = InstanceResult(task.source_ref, reason=UNREADABLE)
+        record.reason_detail = f"the file cannot be read ({type(exc).__name__})"
+        record.profile_name, record.profile_version = worker.plan.profile_name, worker.plan.version
+        return _Done(record, {}, None)
+    outcome = process_instance(data, task.source_ref, worker)
+    return _Done(outcome.record, outcome.pseudonyms, _stage(outcome, staging))
+
+
+def _stage(outcome: Outcome, staging: str) -> str | None:
+    if outcome.data is None:
+        return None
+    path = os.path.join(staging, outcome.record.source_ref + ".dcm")
+    with open(path, "wb") as handle:
+        handle.write(outcome.data)
+    return path
+
+
+def _settle(
+    request: RunRequest, task: _Task, done: _Done, seen: dict[str, str], run_id: str
+) -> None:
+    """Move a staged output into place, or send the input to quarantine."""
+    record = done.record
+    if record.status is Status.WRITTEN and record.sop_instance_uid in seen:
+        record.status, record.reason = Status.QUARANTINED, DUPLICATE
+        record.reason_detail = "another input with the same SOP Instance UID was written first"
+        record.output_ref = None
+    if record.status is Status.WRITTEN and done.staged and record.output_ref:
+        seen[record.sop_instance_uid or ""] = task.source_ref
+        target = request.output_dir / record.output_ref
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(done.staged, target)
+        return
+    if done.staged:
+        os.remove(done.staged)
+    if record.status is Status.QUARANTINED:
+        _quarantine(request, task, record, run_id)
+
+
+def _quarantine(request: RunRequest, task: _Task, record: InstanceResult, run_id: str) -> None:
+    """Keep a copy of the raw input with its reason. The quarantine is a raw (PHI) zone."""
+    folder = request.quarantine_dir / run_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    copy = folder / f"{task.source_ref}.dcm"
+    try:
+        shutil.copyfile(task.path, copy)
+    except OSError:
+        copy = Path()
+    note = {
+        "source_ref": task.source_ref,
+        "source_path": str(Path(task.path).resolve()),
+        "reason": record.reason,
+        "detail": record.reason_detail,
+        "run_id": run_id,
+        "profile": {"name": record.profile_name, "version": record.profile_version},
+        "copy": copy.name or None,
+    }
+    (folder / f"{task.source_ref}.json").write_text(json.dumps(note, indent=2) + "\n")

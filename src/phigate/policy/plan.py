@@ -1,0 +1,344 @@
+"""Compile a profile into an :class:`ActionPlan`: for any attribute, the one action to take.
+
+Precedence, highest first (``phigate profile explain`` prints which one decided):
+
+1. profile overrides: by keyword or tag, then private creator + element, then tag range, then VR;
+2. private attributes: the profile's ``private.keep`` list, then its ``private.safe`` list
+   when Retain Safe Private is in force (PS3.15 E.3.10), else removed;
+3. PS3.15 Table E.1-1: the Basic Profile action, or the action of an option in force
+   (a retaining ``K`` wins over a cleaning ``C`` when two options name the same row);
+4. UIDs (VR UI) not in the table: replaced, unless they are DICOM-defined or UIDs are retained;
+5. other attributes of the DICOM dictionary are standard and kept, except person names (PN),
+   which, like attributes unknown to the dictionary, follow ``default_unknown``.
+
+Composite Basic Profile codes depend on the attribute's type in its IOD (PS3.15 E.1.1):
+without IOD tables here, the code valid for every type is taken (``X/Z`` -> ``Z``, anything
+ending in ``D`` -> ``D``, ``X/Z/U*`` -> ``U``), so outputs stay valid: type 2 attributes
+stay present and empty, type 1 get a dummy of the right VR.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from phigate.errors import ProfileError
+from phigate.policy.annex_e import Option, TableRow, load_table
+from phigate.policy.profile import Profile
+
+TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+
+
+class Action(enum.StrEnum):
+    REMOVE = "remove"
+    EMPTY = "empty"
+    DUMMY = "dummy"
+    KEEP = "keep"
+    REPLACE_UID = "replace_uid"
+    HASH = "hash"
+    PSEUDONYMIZE = "pseudonymize"
+    SHIFT_DATE = "shift_date"
+    YEAR_ONLY = "year_only"
+    CLEAN_TEXT = "clean_text"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An action and the reason it applies (shown by ``phigate profile explain``)."""
+
+    action: Action
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextSettings:
+    ner: bool = True
+    recognizers: frozenset[str] = frozenset()
+    replacement: str = "***"
+    shift_dates_in_text: bool = False
+    keep_words: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class DateSettings:
+    shift_days: tuple[int, int] = (-3650, -365)
+    reduce_to_year: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSettings:
+    burned_in_modalities: frozenset[str] = frozenset()
+    burned_in_sop_classes: frozenset[str] = frozenset()
+    ner_min_score: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Instances matching every given criterion are filtered out with ``reason``."""
+
+    reason: str
+    modalities: frozenset[str] = frozenset()
+    sop_classes: frozenset[str] = frozenset()
+    burned_in_annotation: str | None = None
+
+
+PrivateKey = tuple[str, int]  # (creator, element byte)
+
+_REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
+_KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
+_GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
+
+
+@dataclass
+class ActionPlan:
+    """The compiled form of one profile version. Built once, then read by every worker."""
+
+    profile_name: str
+    version: str
+    options: frozenset[Option]
+    exact: dict[int, Rule]
+    masked: list[tuple[int, int, Rule]]
+    private_rules: dict[PrivateKey, Rule]
+    vr_rules: dict[str, Rule]
+    uid_rule: Rule
+    unknown_rule: Rule
+    text: TextSettings
+    dates: DateSettings
+    age_cap: int | None
+    review: ReviewSettings
+    filters: tuple[Filter, ...]
+    clean_pixels: bool
+    require_subject_map: bool
+    _cache: dict[tuple[int, str, str | None], Rule] = field(default_factory=dict, repr=False)
+
+    @property
+    def method_description(self) -> str:
+        """The DeidentificationMethod value (LO, at most 64 characters)."""
+        return f"phigate {self.profile_name} {self.version}"[:64]
+
+    @property
+    def dates_modified(self) -> bool:
+        return Option.RETAIN_LONG_MODIFIED_DATES in self.options
+
+    def rule_for(self, tag: int, vr: str, creator: str | None = None) -> Rule:
+        """The rule for an attribute; ``creator`` is the private creator of a private tag."""
+        key = (tag, vr, creator)
+        rule = self._cache.get(key)
+        if rule is None:
+            rule = self._decide(tag, vr, creator)
+            self._cache[key] = rule
+        return rule
+
+    def _decide(self, tag: int, vr: str, creator: str | None) -> Rule:
+        if tag & 0xFFFF == 0:
+            return _GROUP_LENGTH
+        if tag in self.exact:
+            return self.exact[tag]
+        if (tag >> 16) % 2:
+            return self._private_rule(tag, creator)
+        for mask, value, rule in self.masked:
+            if tag & mask == value:
+                return rule
+        if vr in self.vr_rules:
+            return self.vr_rules[vr]
+        if vr == "UI":
+            return self.uid_rule
+        if keyword_for_tag(tag) and vr != "PN":
+            return _KEEP_STANDARD
+        return self.unknown_rule
+
+    def _private_rule(self, tag: int, creator: str | None) -> Rule:
+        element = tag & 0xFFFF
+        if 0x0010 <= element <= 0x00FF:
+            return Rule(Action.KEEP, "private creator (removed when its block is empty)")
+        if creator is not None:
+            rule = self.private_rules.get((creator, element & 0xFF))
+            if rule is not None:
+                return rule
+        for mask, value, masked_rule in self.masked:
+            if tag & mask == value:
+                return masked_rule
+        return _REMOVE_PRIVATE
+
+
+def compile_profile(profile: Profile) -> ActionPlan:
+    """Turn a resolved profile into the plan workers execute."""
+    doc = profile.document
+    options = frozenset(Option(o) for o in doc.get("options", []))
+    dates = _date_settings(doc)
+    exact, masked = _table_rules(options, dates)
+    private_rules = _private_rules(doc, options)
+    vr_rules: dict[str, Rule] = {}
+    for override in doc.get("overrides", []):
+        _apply_override(override, exact, masked, private_rules, vr_rules)
+    unknown = Action.KEEP if doc.get("default_unknown") == "keep" else Action.REMOVE
+    retain_uids = Option.RETAIN_UIDS in options
+    return ActionPlan(
+        profile_name=profile.name,
+        version=profile.version,
+        options=options,
+        exact=exact,
+        masked=masked,
+        private_rules=private_rules,
+        vr_rules=vr_rules,
+        uid_rule=Rule(
+            Action.KEEP if retain_uids else Action.REPLACE_UID,
+            "UID not in Table E.1-1" + (" (Retain UIDs)" if retain_uids else ""),
+        ),
+        unknown_rule=Rule(unknown, f"not a standard attribute: default_unknown {unknown}"),
+        text=_text_settings(doc),
+        dates=dates,
+        age_cap=doc.get("ages", {}).get("aggregate_over", 89),
+        review=_review_settings(doc),
+        filters=tuple(_filter(f) for f in doc.get("filters", [])),
+        clean_pixels=Option.CLEAN_PIXEL_DATA in options,
+        require_subject_map=bool(doc.get("clinical_trial", {}).get("require_subject_map")),
+    )
+
+
+def _table_rules(
+    options: frozenset[Option], dates: DateSettings
+) -> tuple[dict[int, Rule], list[tuple[int, int, Rule]]]:
+    exact: dict[int, Rule] = {}
+    masked: list[tuple[int, int, Rule]] = []
+    for row in load_table():
+        rule = _row_rule(row, options, dates)
+        if row.is_masked:
+            mask, value = row.mask_and_value()
+            masked.append((mask, value, rule))
+        else:
+            exact[int(row.pattern, 16)] = rule
+    return exact, masked
+
+
+def _row_rule(row: TableRow, options: frozenset[Option], dates: DateSettings) -> Rule:
+    where = f"Table E.1-1 '{row.name}'"
+    in_force = [(option, code) for option, code in row.options if option in options]
+    for wanted in ("K", "C"):
+        for option, code in in_force:
+            if code == wanted:
+                action = _code_action(code, row, option, dates)
+                return Rule(action, f"{where}: option {option.value} ({code})")
+    return Rule(_code_action(row.basic, row, None, dates), f"{where}: basic {row.basic}")
+
+
+def _code_action(code: str, row: TableRow, option: Option | None, dates: DateSettings) -> Action:
+    strictest = code.split("/")[-1].rstrip("*")
+    simple = {"X": Action.REMOVE, "Z": Action.EMPTY, "D": Action.DUMMY, "K": Action.KEEP}
+    if strictest in simple:
+        return simple[strictest]
+    if strictest == "U":
+        return Action.REPLACE_UID
+    return _clean_action(_row_vr(row), option, dates)
+
+
+def _clean_action(vr: str, option: Option | None, dates: DateSettings) -> Action:
+    """What "C" (clean: replace with values of similar meaning, PS3.15 E.1.1) means for a VR."""
+    if vr in DATE_VRS:
+        if option is Option.RETAIN_LONG_MODIFIED_DATES and dates.reduce_to_year:
+            return Action.YEAR_ONLY
+        return Action.SHIFT_DATE
+    if vr in TEXT_VRS:
+        return Action.PSEUDONYMIZE if vr == "PN" else Action.CLEAN_TEXT
+    # Sequences are walked item by item with the same plan; binary values are kept as they are.
+    return Action.KEEP
+
+
+def _row_vr(row: TableRow) -> str:
+    try:
+        return str(dictionary_VR(int(row.pattern.replace("X", "0"), 16))).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[PrivateKey, Rule]:
+    private = doc.get("private", {})
+    rules: dict[PrivateKey, Rule] = {}
+    if Option.RETAIN_SAFE_PRIVATE in options:
+        for entry in private.get("safe", []):
+            rules[_private_key(entry)] = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
+    for entry in private.get("keep", []):
+        rules[_private_key(entry)] = Rule(Action.KEEP, "private attribute on the profile's keep list")
+    return rules
+
+
+def _private_key(entry: dict[str, str]) -> PrivateKey:
+    return (entry["creator"].strip().upper(), int(entry["element"], 16))
+
+
+def _apply_override(
+    override: dict[str, Any],
+    exact: dict[int, Rule],
+    masked: list[tuple[int, int, Rule]],
+    private_rules: dict[PrivateKey, Rule],
+    vr_rules: dict[str, Rule],
+) -> None:
+    select = override["select"]
+    kind, value = next(iter(select.items()))
+    rule = Rule(Action(override["action"]), f"profile override ({kind} {_describe(value)})")
+    if kind == "keyword":
+        tag = tag_for_keyword(value)
+        if tag is None:
+            raise ProfileError(f"override selects unknown keyword '{value}'")
+        exact[int(tag)] = rule
+    elif kind == "tag":
+        exact[int(_hex(value), 16)] = rule
+    elif kind == "range":
+        digits = _hex(value).upper()
+        mask = int("".join("0" if c == "X" else "F" for c in digits), 16)
+        masked.insert(0, (mask, int(digits.replace("X", "0"), 16), rule))
+    elif kind == "private":
+        private_rules[_private_key(value)] = rule
+    else:
+        vr_rules[value] = rule
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value['creator']}:{value['element']}"
+    return str(value)
+
+
+def _hex(tag_text: str) -> str:
+    return tag_text.strip("()").replace(",", "")
+
+
+def _date_settings(doc: dict[str, Any]) -> DateSettings:
+    dates = doc.get("dates", {})
+    earliest, latest = dates.get("shift_days", DateSettings.shift_days)
+    return DateSettings(
+        shift_days=(int(earliest), int(latest)), reduce_to_year=bool(dates.get("reduce_to_year"))
+    )
+
+
+def _text_settings(doc: dict[str, Any]) -> TextSettings:
+    text = doc.get("text", {})
+    return TextSettings(
+        ner=bool(text.get("ner", True)),
+        recognizers=frozenset(text.get("recognizers", [])),
+        replacement=str(text.get("replacement", "***")),
+        shift_dates_in_text=text.get("dates_in_text") == "shift",
+        keep_words=frozenset(word.upper() for word in text.get("keep_words", [])),
+    )
+
+
+def _review_settings(doc: dict[str, Any]) -> ReviewSettings:
+    review = doc.get("review", {})
+    return ReviewSettings(
+        burned_in_modalities=frozenset(review.get("burned_in_modalities", [])),
+        burned_in_sop_classes=frozenset(review.get("burned_in_sop_classes", [])),
+        ner_min_score=float(review.get("ner_min_score", 0.5)),
+    )
+
+
+def _filter(entry: dict[str, Any]) -> Filter:
+    return Filter(
+        reason=entry["reason"],
+        modalities=frozenset(entry.get("modalities", [])),
+        sop_classes=frozenset(entry.get("sop_classes", [])),
+        burned_in_annotation=entry.get("burned_in_annotation"),
+    )

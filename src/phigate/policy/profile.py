@@ -1,0 +1,168 @@
+"""Load, validate and resolve profiles (YAML data, never code).
+
+A profile may ``extend`` another: the child's ``options`` and list entries are added to the
+parent's, its mappings are merged key by key and its scalars win. The resolved document,
+together with the bundled Annex E table, is hashed; that hash is the profile *version*,
+written into every output and every record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from phigate.errors import ProfileError
+from phigate.policy.annex_e import MUTUALLY_EXCLUSIVE, table_digest
+from phigate.policy.schema import PROFILE_SCHEMA
+
+FORMAT_VERSION = 1
+_MAX_EXTENDS_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated, resolved profile. ``document`` is plain data ready to compile."""
+
+    name: str
+    version: str
+    document: dict[str, Any]
+    source: str
+
+    @property
+    def title(self) -> str:
+        return str(self.document.get("title", self.name))
+
+
+def builtin_names() -> list[str]:
+    """Names of the profiles shipped in the package, sorted."""
+    folder = resources.files("phigate.policy").joinpath("profiles")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def builtin_text(name: str) -> str:
+    """The YAML text of a built-in profile."""
+    if name not in builtin_names():
+        known = ", ".join(builtin_names())
+        raise ProfileError(f"unknown profile '{name}'; built-in profiles are: {known}")
+    return resources.files("phigate.policy").joinpath("profiles", f"{name}.yaml").read_text()
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A built-in profile by name, or a profile YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ProfileError(f"profile file not found: {path}")
+        return parse_profile_text(path.read_text("utf-8"), source=str(path), folder=path.parent)
+    return _load_builtin(name_or_path)
+
+
+@cache
+def _load_builtin(name: str) -> Profile:
+    return parse_profile_text(builtin_text(name), source=f"{name}.yaml")
+
+
+def parse_profile_text(text: str, source: str = "<profile>", folder: Path | None = None) -> Profile:
+    """Parse, validate and resolve a profile given as YAML text."""
+    document = _validated(text, source)
+    resolved = _resolve(document, folder, depth=0)
+    _check_semantics(resolved, source)
+    return Profile(
+        name=str(resolved["name"]), version=_version_of(resolved), document=resolved, source=source
+    )
+
+
+def _validated(text: str, source: str) -> dict[str, Any]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ProfileError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(document, dict):
+        raise ProfileError(f"{source}: a profile must be a YAML mapping")
+    validator = jsonschema.Draft202012Validator(PROFILE_SCHEMA)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = list(first.absolute_path)
+        line = _line_of(root, path)
+        where = ".".join(str(p) for p in path) or "top level"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ProfileError(f"{source} line {line}: {where}: {first.message}{more}")
+    return document
+
+
+def _line_of(node: yaml.Node | None, path: list[Any]) -> int:
+    """The 1-based line of the YAML node at ``path`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _resolve(document: dict[str, Any], folder: Path | None, depth: int) -> dict[str, Any]:
+    parent_name = document.get("extends")
+    if parent_name is None:
+        return document
+    if depth >= _MAX_EXTENDS_DEPTH:
+        raise ProfileError(f"profile '{document['name']}' extends too deeply (a cycle?)")
+    candidate = folder / f"{parent_name}.yaml" if folder is not None else None
+    if candidate is not None and candidate.is_file():
+        parent_text, parent_folder = candidate.read_text("utf-8"), folder
+    else:
+        parent_text, parent_folder = builtin_text(parent_name), None
+    parent = _resolve(_validated(parent_text, f"{parent_name}.yaml"), parent_folder, depth + 1)
+    merged = _merge(parent, document)
+    merged.pop("extends", None)
+    merged["based_on"] = parent_name
+    return merged
+
+
+def _merge(parent: Any, child: Any) -> Any:
+    if isinstance(parent, dict) and isinstance(child, dict):
+        merged = dict(parent)
+        for key, value in child.items():
+            merged[key] = _merge(parent[key], value) if key in parent else value
+        return merged
+    if isinstance(parent, list) and isinstance(child, list):
+        return parent + [item for item in child if item not in parent]
+    return child
+
+
+def _check_semantics(document: dict[str, Any], source: str) -> None:
+    options = set(document.get("options", []))
+    if MUTUALLY_EXCLUSIVE <= options:
+        raise ProfileError(
+            f"{source}: options retain_long_full_dates and retain_long_modified_dates "
+            "exclude each other"
+        )
+    shift = document.get("dates", {}).get("shift_days")
+    if shift and shift[0] > shift[1]:
+        raise ProfileError(f"{source}: dates.shift_days must be [earliest, latest]")
+
+
+def _version_of(document: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {"format": FORMAT_VERSION, "annex_e": table_digest(), "profile": document},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,162 @@
+"""The JSON Schema every profile YAML must satisfy (draft 2020-12).
+
+A profile is data: the base table (PS3.15 Table E.1-1), the options in force, overrides by
+keyword / tag / tag range / private creator and element / VR, private-tag rules, text
+cleaning, dates, ages, review and pixel settings, and policy filters. ``docs/profiles.md``
+explains each field; this schema is what enforces them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phigate.policy.annex_e import Option
+
+ACTIONS = (
+    "remove",
+    "empty",
+    "dummy",
+    "keep",
+    "replace_uid",
+    "hash",
+    "pseudonymize",
+    "shift_date",
+    "year_only",
+    "clean_text",
+)
+
+RECOGNIZERS = ("date", "phone", "email", "ssn", "mrn", "address", "zip", "titled_name")
+
+_TAG = r"^\(?[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}\)?$"
+_TAG_RANGE = r"^\(?[0-9A-Fa-fXx]{4},?[0-9A-Fa-fXx]{4}\)?$"
+_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+_SELECT: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "keyword": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
+        "tag": {"type": "string", "pattern": _TAG},
+        "range": {"type": "string", "pattern": _TAG_RANGE},
+        "vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "private": {
+            "type": "object",
+            "required": ["creator", "element"],
+            "additionalProperties": False,
+            "properties": {
+                "creator": {"type": "string", "minLength": 1},
+                "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
+                "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
+            },
+        },
+    },
+}
+
+_PRIVATE_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "required": ["creator", "element"],
+    "additionalProperties": False,
+    "properties": {
+        "creator": {"type": "string", "minLength": 1},
+        "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
+        "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
+        "note": {"type": "string"},
+    },
+}
+
+PROFILE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": 1},
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$", "maxLength": 40},
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "extends": {"type": "string"},
+        "options": {"type": "array", "items": {"enum": [o.value for o in Option]}},
+        "default_unknown": {"enum": ["remove", "keep"]},
+        "overrides": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["select", "action"],
+                "additionalProperties": False,
+                "properties": {
+                    "select": _SELECT,
+                    "action": {"enum": list(ACTIONS)},
+                    "note": {"type": "string"},
+                },
+            },
+        },
+        "private": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "safe": {"type": "array", "items": _PRIVATE_ENTRY},
+                "keep": {"type": "array", "items": _PRIVATE_ENTRY},
+            },
+        },
+        "dates": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "shift_days": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+                "reduce_to_year": {"type": "boolean"},
+            },
+        },
+        "ages": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"aggregate_over": {"type": ["integer", "null"], "minimum": 1}},
+        },
+        "text": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "ner": {"type": "boolean"},
+                "recognizers": {"type": "array", "items": {"enum": list(RECOGNIZERS)}},
+                "replacement": {"type": "string", "maxLength": 16},
+                "dates_in_text": {"enum": ["remove", "shift"]},
+                "keep_words": _STRINGS,
+            },
+        },
+        "review": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "burned_in_modalities": _STRINGS,
+                "burned_in_sop_classes": _STRINGS,
+                "ner_min_score": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+        "filters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["reason"],
+                "minProperties": 2,
+                "additionalProperties": False,
+                "properties": {
+                    "modalities": _STRINGS,
+                    "sop_classes": _STRINGS,
+                    "burned_in_annotation": {"enum": ["YES", "NO"]},
+                    "reason": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                },
+            },
+        },
+        "clinical_trial": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"require_subject_map": {"type": "boolean"}},
+        },
+    },
+}

@@ -1,0 +1,1 @@
+"""Reserved by DESIGN.md; built by a later issue."""

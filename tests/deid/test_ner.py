@@ -1,0 +1,104 @@
+"""Person-name finding with the real packaged spaCy model (no mocks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from phigate.deid.ner import (
+    NameFinder,
+    NameSpan,
+    NerUnavailable,
+    clinical_words,
+    load_name_finder,
+    model_text,
+)
+
+
+@pytest.fixture(scope="module")
+def finder() -> NameFinder:
+    return load_name_finder()  # fails, not skips, when the model package is missing
+
+
+def names(finder: NameFinder, text: str) -> list[str]:
+    return [text[span.start : span.end] for span in finder.find_names(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Patient John Smith seen for follow up", ["John Smith"]),
+        ("SEEN BY DR ALICE WONG", ["ALICE WONG"]),
+        ("SEEN BY DR JOHN SMITH FOR FOLLOW UP", ["JOHN SMITH"]),
+        ("Comparison with prior read by Dr. Maria Garcia", ["Maria Garcia"]),
+        ("Referred by Robert Johnson MD", ["Robert Johnson"]),
+        ("REFERRED BY ROBERT JOHNSON MD", ["ROBERT JOHNSON"]),
+        ("Read by Sarah O'Connor, MD", ["Sarah O'Connor"]),
+    ],
+)
+def test_finds_names(finder: NameFinder, text: str, expected: list[str]) -> None:
+    assert names(finder, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CT CHEST W CONTRAST",
+        "MR BRAIN WO/W GAD",
+        "AXIAL T2 FLAIR",
+        "PA AND LATERAL",
+        "LEFT KNEE 3 VIEWS",
+        "ABDOMEN PELVIS",
+        "Thorax^1HEAD_NECK_PETCT",
+        "CTA HEAD AND NECK",
+        "PET/CT SKULL BASE TO MID THIGH",
+        "Chest PA and lateral",
+        "Low dose CT lung screening",
+        "",
+        "   ",
+        "12345",
+    ],
+)
+def test_clinical_text_has_no_names(finder: NameFinder, text: str) -> None:
+    assert finder.find_names(text) == []
+
+
+def test_offsets_index_the_original_text(finder: NameFinder) -> None:
+    text = "SEEN BY DR JOHN SMITH FOR FOLLOW UP"
+    spans = finder.find_names(text)
+    assert spans == [NameSpan(start=11, end=21, score=spans[0].score)]
+    assert text[11:21] == "JOHN SMITH"
+    assert 0.0 < spans[0].score <= 1.0
+
+
+def test_repeated_text_gives_equal_independent_results(finder: NameFinder) -> None:
+    text = "Patient John Smith seen for follow up"
+    first = finder.find_names(text)
+    first.clear()
+    assert names(finder, text) == ["John Smith"]
+
+
+def test_model_text_keeps_length_and_recases_caps() -> None:
+    text = "SEEN BY DR JOHN SMITH^JR MR BRAIN"
+    seen, normalised = model_text(text)
+    assert normalised
+    assert len(seen) == len(text)
+    assert seen == "seen by Dr John Smith Jr Mr brain"
+
+
+def test_model_text_leaves_mixed_case_alone() -> None:
+    assert model_text("Read by Dr. Maria Garcia") == ("Read by Dr. Maria Garcia", False)
+
+
+def test_allow_list_is_lower_case_words() -> None:
+    words = clinical_words()
+    assert {"chest", "axial", "flair", "lateral"} <= words
+    assert all(word.isalnum() and word == word.lower() for word in words)
+
+
+def test_finder_is_loaded_once() -> None:
+    assert load_name_finder() is load_name_finder()
+
+
+def test_missing_model_raises_actionable_error() -> None:
+    with pytest.raises(NerUnavailable, match=r"pip install no-such-model-xyz"):
+        load_name_finder("no_such_model_xyz")
