@@ -44,7 +44,8 @@ out = Console()
 err = Console(stderr=True)
 
 HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="PHIGATE_HOME (default $PHIGATE_HOME or ./phigate-data).")
+    Path | None,
+    typer.Option("--home", help="PHIGATE_HOME (default $PHIGATE_HOME or ./phigate-data)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
@@ -71,7 +72,9 @@ def init(home: HomeOption = None) -> None:
 
 @app.command()
 def deidentify(
-    input_dir: Annotated[Path, typer.Argument(help="Folder of DICOM files (searched recursively).")],
+    input_dir: Annotated[
+        Path, typer.Argument(help="Folder of DICOM files (searched recursively).")
+    ],
     output_dir: Annotated[Path, typer.Argument(help="Folder for de-identified files.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a YAML file.")] = "basic",
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: one per core).")] = 0,
@@ -79,7 +82,9 @@ def deidentify(
     key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Quarantine folder.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
-    subject_map: Annotated[Path | None, typer.Option(help="Clinical-trial subject map CSV.")] = None,
+    subject_map: Annotated[
+        Path | None, typer.Option(help="Clinical-trial subject map CSV.")
+    ] = None,
     max_inflated_mb: Annotated[int, typer.Option(min=1, help="Deflate bomb limit.")] = 1024,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     json_output: JsonOption = False,
@@ -101,7 +106,9 @@ def deidentify(
         subjects=subjects,
         max_inflated_bytes=max_inflated_mb << 20,
     )
-    summary = _run_with_progress(request, Vault(where.vault_file, keys), progress and not json_output)
+    summary = _run_with_progress(
+        request, Vault(where.vault_file, keys), progress and not json_output
+    )
     document = summary.to_dict()
     _write_report(where.reports / summary.run_id / "report.json", document)
     if report:
@@ -217,8 +224,15 @@ def profile_explain(
     rule = plan.rule_for(number, element_vr, creator.strip().upper() if creator else None)
     label = keyword_for_tag(number) or f"({number >> 16:04X},{number & 0xFFFF:04X})"
     if json_output:
-        document = {"attribute": label, "vr": element_vr, "action": rule.action.value, "why": rule.source}
-        out.print_json(json.dumps(document | {"profile": plan.profile_name, "version": plan.version}))
+        document = {
+            "attribute": label,
+            "vr": element_vr,
+            "action": rule.action.value,
+            "why": rule.source,
+        }
+        out.print_json(
+            json.dumps(document | {"profile": plan.profile_name, "version": plan.version})
+        )
         return
     out.print(f"{label} [{element_vr}]: {rule.action.value}  ({rule.source})", markup=False)
 
@@ -241,13 +255,19 @@ def profile_diff(
     if json_output:
         out.print_json(json.dumps({"a": plan_a.version, "b": plan_b.version, "differences": rows}))
         return
-    table = Table("attribute", f"{plan_a.profile_name} {plan_a.version}", f"{plan_b.profile_name} {plan_b.version}")
+    table = Table(
+        "attribute",
+        f"{plan_a.profile_name} {plan_a.version}",
+        f"{plan_b.profile_name} {plan_b.version}",
+    )
     for row in rows:
         table.add_row(row["attribute"], row["a"], row["b"])
     out.print(table)
-    out.print(f"{len(rows)} attribute(s) differ; options only in A: "
-              f"{sorted(o.value for o in plan_a.options - plan_b.options)}; only in B: "
-              f"{sorted(o.value for o in plan_b.options - plan_a.options)}")
+    out.print(
+        f"{len(rows)} attribute(s) differ; options only in A: "
+        f"{sorted(o.value for o in plan_a.options - plan_b.options)}; only in B: "
+        f"{sorted(o.value for o in plan_b.options - plan_a.options)}"
+    )
 
 
 def _compared_tags(*plans: ActionPlan) -> set[int]:
@@ -290,4 +310,3 @@ def main() -> None:
     except PhigateError as exc:
         _error_line(str(exc))
         sys.exit(2)
-

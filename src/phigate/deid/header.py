@@ -10,7 +10,10 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 from phigate import __version__
 from phigate.deid import values
@@ -128,24 +131,28 @@ def _mark_deidentified(
     ds: Dataset, plan: ActionPlan, dates_changed: bool, pixels_cleaned: bool
 ) -> None:
     """PS3.15 E.1.1 (11): say that, how and by which profile version it was de-identified."""
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = plan.method_description
     codes = [BASIC_PROFILE_CODE]
     for option in sorted(plan.options, key=lambda o: o.code[0]):
         if option not in _PIXEL_OPTIONS or pixels_cleaned:
             codes.append(option.code)
-    ds.DeidentificationMethodCodeSequence = [_code_item(value, meaning) for value, meaning in codes]
     if Option.RETAIN_LONG_FULL_DATES in plan.options:
-        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        temporal = "UNMODIFIED"
     else:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED" if dates_changed else "REMOVED"
+        temporal = "MODIFIED" if dates_changed else "REMOVED"
+    # Tags, not keywords: this runs once per instance and keyword lookups are slow.
+    ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+    ds[0x00120063] = DataElement(0x00120063, "LO", plan.method_description)
+    items = [_code_item(value, meaning) for value, meaning in codes]
+    ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(items))
+    ds[0x00280303] = DataElement(0x00280303, "CS", temporal)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:
+    """A CID 7050 code (PS3.16), coding scheme DCM."""
     item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
+    item[0x00080100] = DataElement(0x00080100, "SH", value)  # CodeValue
+    item[0x00080102] = DataElement(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+    item[0x00080104] = DataElement(0x00080104, "LO", meaning)  # CodeMeaning
     return item
 
 
@@ -157,6 +164,6 @@ def _rewrite_file_meta(ds: FileDataset) -> None:
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if "TransferSyntaxUID" in old:
         meta.TransferSyntaxUID = old.TransferSyntaxUID
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta

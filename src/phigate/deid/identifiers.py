@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 _ID_KEYWORDS = (
     "PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator",
-    "PatientTelephoneNumbers", "MilitaryRank", "BranchOfService", "PatientInsurancePlanCodeSequence",
+    "PatientTelephoneNumbers", "MilitaryRank", "BranchOfService",
     "PerformedProcedureStepID", "RequestedProcedureID", "ScheduledProcedureStepID",
     "AdmissionID", "ServiceEpisodeID", "IssuerOfPatientID",
 )  # fmt: skip
@@ -26,6 +26,15 @@ _PLACE_KEYWORDS = (
     "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "PatientAddress",
     "StationName", "RegionOfResidence", "CountryOfResidence", "ReferringPhysicianAddress",
 )  # fmt: skip
+
+
+_TAGS = {
+    keyword: int(tag_for_keyword(keyword) or 0)
+    for keyword in (
+        *_ID_KEYWORDS, *_DATE_KEYWORDS, *_PLACE_KEYWORDS,
+        "IssuerOfPatientID", "StudyInstanceUID", "SeriesDate", "ContentDate",
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +67,9 @@ def collect_identifiers(ds: Dataset) -> InstanceIdentifiers:
         dates=_values(ds, _DATE_KEYWORDS),
         places=_values(ds, _PLACE_KEYWORDS),
         birth_date=_text(ds, "PatientBirthDate"),
-        reference_date=_text(ds, "StudyDate") or _text(ds, "SeriesDate") or _text(ds, "ContentDate"),
+        reference_date=_text(ds, "StudyDate")
+        or _text(ds, "SeriesDate")
+        or _text(ds, "ContentDate"),
     )
 
 
@@ -84,8 +95,9 @@ def _vr_of(tag: int, element: object) -> str:
 def _values(ds: Dataset, keywords: tuple[str, ...]) -> tuple[str, ...]:
     found: list[str] = []
     for keyword in keywords:
-        if keyword in ds:
-            value = ds[keyword].value
+        tag = _TAGS[keyword]
+        if tag in ds._dict:
+            value = ds[tag].value
             if not isinstance(value, list | tuple) or all(isinstance(v, str) for v in value):
                 found.extend(_strings(value))
     return tuple(dict.fromkeys(v for v in found if v))
@@ -100,5 +112,8 @@ def _strings(value: object) -> list[str]:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    tag = _TAGS[keyword]
+    if tag not in ds._dict:
+        return ""
+    value = ds[tag].value
     return str(value).strip() if value is not None else ""

@@ -139,7 +139,9 @@ def _identifier_spans(
 
 
 @lru_cache(maxsize=1024)
-def _identifier_patterns(identifiers: InstanceIdentifiers) -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _identifier_patterns(
+    identifiers: InstanceIdentifiers,
+) -> tuple[tuple[str, re.Pattern[str]], ...]:
     """One compiled alternation per kind; cached because a series shares its identifiers."""
     groups = {
         "name": _name_tokens(identifiers.names),
@@ -158,9 +160,11 @@ def _identifier_patterns(identifiers: InstanceIdentifiers) -> tuple[tuple[str, r
 
 
 def _name_tokens(names: tuple[str, ...]) -> set[str]:
-    tokens = set()
+    tokens: set[str] = set()
     for name in names:
-        tokens.update(t.strip(".") for t in _NAME_SPLIT.split(name) if len(t.strip(".")) >= _MIN_TOKEN)
+        tokens.update(
+            t.strip(".") for t in _NAME_SPLIT.split(name) if len(t.strip(".")) >= _MIN_TOKEN
+        )
     return tokens
 
 

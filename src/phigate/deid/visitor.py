@@ -24,7 +24,8 @@ from phigate.policy.plan import Action, ActionPlan
 from phigate.record import PHIFinding
 
 DICOM_UID_ROOT = "1.2.840.10008."
-_PIXEL_DATA = 0x7FE00010
+# Kept elements that still need a look: sequences are walked, ages are capped.
+_KEEP_NEEDS_A_LOOK = frozenset({"SQ", "AS"})
 
 
 @dataclass
@@ -63,15 +64,18 @@ class HeaderVisitor:
     def visit(self, ds: Dataset) -> None:
         """De-identify ``ds`` in place, then drop private creators left without elements."""
         creators: dict[int, str] = {}
-        for tag in list(ds._dict):
-            element = ds._dict[tag]
+        rule_for = self.ctx.plan.rule_for
+        for element in list(ds._dict.values()):
+            tag = int(element.tag)  # plain ints: BaseTag compares in Python, slowly
             vr = _vr_of(tag, element)
             creator = self._creator_of(ds, tag, creators) if (tag >> 16) % 2 else None
-            rule = self.ctx.plan.rule_for(tag, vr, creator)
+            action = rule_for(tag, vr, creator).action
+            if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
+                continue  # the hot path: most elements stay raw and untouched
             name = _name_of(tag, creator)
-            self._handlers[rule.action](ds, tag, vr, name)
-            if rule.action is not Action.KEEP and tag != _PIXEL_DATA:
-                self.ctx.actions[name] = rule.action.value
+            self._handlers[action](ds, tag, vr, name)
+            if action is not Action.KEEP:
+                self.ctx.actions[name] = action.value
         _drop_orphan_creators(ds)
 
     def _creator_of(self, ds: Dataset, tag: int, cache: dict[int, str]) -> str | None:
@@ -170,7 +174,9 @@ class HeaderVisitor:
         result = self.ctx.cleaner.clean(text, self.ctx.identifiers, self.ctx.day_offset)
         for kind in result.kinds:
             self.ctx.findings.append(
-                PHIFinding(where="header", kind=kind, keyword=name, confidence=1.0, action="removed")
+                PHIFinding(
+                    where="header", kind=kind, keyword=name, confidence=1.0, action="removed"
+                )
             )
         return result.text
 
@@ -229,4 +235,3 @@ def _name_of(tag: int, creator: str | None) -> str:
     if creator is not None:
         return f"private({tag >> 16:04X},xx{tag & 0xFF:02X})"
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-

@@ -19,7 +19,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from phigate.errors import InstanceFiltered, InstanceRejected
 
@@ -28,6 +28,8 @@ _PREAMBLE_LENGTH = 128
 _MAGIC = b"DICM"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _TRUNCATION_WARNING = "End of file reached before delimiter"
+_DEFLATED_UID_BYTES = DeflatedExplicitVRLittleEndian.encode("ascii")
+_META_SEARCH_BYTES = 4096
 # Byte size of one value of each fixed-length binary VR (PS3.5 Table 6.2-1).
 _FIXED_VR_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
 
@@ -65,7 +67,10 @@ class ParsedInstance:
 
 def sniff_dicom(data: bytes) -> bool:
     """True if ``data`` looks like a PS3.10 file or a bare data set (no preamble)."""
-    if len(data) >= _PREAMBLE_LENGTH + 4 and data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] == _MAGIC:
+    if (
+        len(data) >= _PREAMBLE_LENGTH + 4
+        and data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] == _MAGIC
+    ):
         return True
     if len(data) < 8:
         return False
@@ -73,7 +78,9 @@ def sniff_dicom(data: bytes) -> bool:
     return data[0:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08") and data[2] < 0x10
 
 
-def read_instance(data: bytes, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> ParsedInstance:
+def read_instance(
+    data: bytes, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+) -> ParsedInstance:
     """Parse ``data`` into a data set, or raise :class:`InstanceRejected` saying why not."""
     if not sniff_dicom(data):
         raise InstanceFiltered(NOT_DICOM, "not a DICOM file (no DICM prefix and no data set start)")
@@ -84,9 +91,13 @@ def read_instance(data: bytes, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BY
     except InstanceRejected:
         raise
     except (InvalidDicomError, EOFError) as exc:
-        raise InstanceRejected(TRUNCATED, f"the file ends inside its header ({type(exc).__name__})") from None
+        raise InstanceRejected(
+            TRUNCATED, f"the file ends inside its header ({type(exc).__name__})"
+        ) from None
     except Exception as exc:  # pydicom raises many types on malformed input
-        raise InstanceRejected(MALFORMED, f"the file cannot be parsed ({type(exc).__name__})") from None
+        raise InstanceRejected(
+            MALFORMED, f"the file cannot be parsed ({type(exc).__name__})"
+        ) from None
     if any(_TRUNCATION_WARNING in str(warning.message) for warning in caught):
         raise InstanceRejected(TRUNCATED, "the file ends before an undefined-length value closes")
     _check_structure(parsed.dataset, data, parsed.transfer_syntax)
@@ -106,20 +117,39 @@ def _align_encoding(parsed: ParsedInstance) -> None:
 
 def _parse(data: bytes, max_inflated_bytes: int) -> ParsedInstance:
     has_magic = data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] == _MAGIC
-    stream = io.BytesIO(data)
-    stream.seek(_PREAMBLE_LENGTH + 4 if has_magic else 0)
-    meta = _read_file_meta_info(stream) if has_magic or data[:2] == b"\x02\x00" else FileMetaDataset()
-    syntax = UID(meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-    if syntax == DeflatedExplicitVRLittleEndian:
-        body = _inflate(data[stream.tell() :], max_inflated_bytes)
-        dataset = read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
-        file_dataset = FileDataset("", dataset, preamble=b"\0" * 128, file_meta=meta)
-        file_dataset.set_original_encoding(False, True, dataset._character_set)
-    else:
-        file_dataset = pydicom.dcmread(io.BytesIO(data), force=not has_magic)
-        if "TransferSyntaxUID" not in file_dataset.file_meta:
-            syntax = _guess_bare_syntax(file_dataset)
+    if _may_be_deflated(data):
+        stream = io.BytesIO(data)
+        stream.seek(_PREAMBLE_LENGTH + 4 if has_magic else 0)
+        meta = _read_file_meta_info(stream)
+        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            return _parse_deflated(data[stream.tell() :], meta, max_inflated_bytes)
+    file_dataset = pydicom.dcmread(io.BytesIO(data), force=not has_magic)
+    syntax = UID(file_dataset.file_meta.get("TransferSyntaxUID", ""))
+    if not syntax:
+        syntax = _guess_bare_syntax(file_dataset)
     return ParsedInstance(file_dataset, syntax, has_magic)
+
+
+def _may_be_deflated(data: bytes) -> bool:
+    """Cheap pre-check: only a file naming the deflated syntax in its file meta can be one."""
+    return _DEFLATED_UID_BYTES in data[: _meta_end(data)]
+
+
+def _meta_end(data: bytes) -> int:
+    """Where the file meta group ends, from its group length (PS3.10 7.1), or a safe bound."""
+    start = _PREAMBLE_LENGTH + 4
+    if data[start : start + 6] == b"\x02\x00\x00\x00UL":
+        return start + 12 + int.from_bytes(data[start + 8 : start + 12], "little")
+    return _META_SEARCH_BYTES if data[:2] != b"\x02\x00" else len(data)
+
+
+def _parse_deflated(body: bytes, meta: FileMetaDataset, max_inflated_bytes: int) -> ParsedInstance:
+    """pydicom would inflate without bound; inflate here with a limit, then parse."""
+    inflated = _inflate(body, max_inflated_bytes)
+    dataset = read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True)
+    file_dataset = FileDataset("", dataset, preamble=b"\0" * 128, file_meta=meta)
+    file_dataset.set_original_encoding(False, True, dataset._character_set)
+    return ParsedInstance(file_dataset, DeflatedExplicitVRLittleEndian, True)
 
 
 def _guess_bare_syntax(dataset: FileDataset) -> UID:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydicom.dataset import FileDataset
+from pydicom.uid import UID
 
 from phigate.deid.header import TrialSubject, deidentify_header
 from phigate.deid.identifiers import collect_identifiers
@@ -99,7 +100,7 @@ def _process(data: bytes, record: InstanceResult, worker: Worker) -> Outcome:
     return Outcome(record, output, header.pseudonyms)
 
 
-def _describe_source(ds: FileDataset, record: InstanceResult, syntax: str) -> None:
+def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:
     if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
         raise InstanceFiltered("dicomdir", "a DICOMDIR media directory, not an instance")
     record.sop_class_uid = str(ds.SOPClassUID)
@@ -126,7 +127,7 @@ def _flag_burned_in_risk(
     ds: FileDataset, record: InstanceResult, plan: ActionPlan, pixels_cleaned: bool
 ) -> None:
     """Pixels that may hold burned-in text and were not cleaned need a human look."""
-    if pixels_cleaned or "PixelData" not in ds and "FloatPixelData" not in ds:
+    if pixels_cleaned or ("PixelData" not in ds and "FloatPixelData" not in ds):
         return
     review = plan.review
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
@@ -137,10 +138,11 @@ def _flag_burned_in_risk(
         record.flag_for_review("sop_class_at_risk_of_burned_in_text_pixels_not_cleaned")
 
 
-def _write(ds: FileDataset, syntax: str) -> bytes:
+def _write(ds: FileDataset, syntax: UID) -> bytes:
     try:
-        return dicom_io.write_instance(ds, dicom_io.UID(syntax))
+        return dicom_io.write_instance(ds, syntax)
     except Exception as exc:
         raise InstanceRejected(
-            dicom_io.MALFORMED, f"the de-identified data set cannot be encoded ({type(exc).__name__})"
+            dicom_io.MALFORMED,
+            f"the de-identified data set cannot be encoded ({type(exc).__name__})",
         ) from None

@@ -1,1 +1,1 @@
-"""Profiles as data: the Annex E table, the YAML schema, built-in profiles, compiled action plans."""
+"""Profiles as data: the Annex E table, the YAML schema, built-ins, compiled action plans."""

@@ -135,5 +135,8 @@ def _row(entry: dict[str, str]) -> TableRow:
         (option, entry[column]) for option, column in OPTION_COLUMNS.items() if column in entry
     )
     return TableRow(
-        pattern=entry["id"].upper(), name=entry["name"], basic=entry["basicProfile"], options=options
+        pattern=entry["id"].upper(),
+        name=entry["name"],
+        basic=entry["basicProfile"],
+        options=options,
     )

@@ -63,9 +63,12 @@ class TextSettings:
     keep_words: frozenset[str] = frozenset()
 
 
+DEFAULT_SHIFT_DAYS = (-3650, -365)
+
+
 @dataclass(frozen=True, slots=True)
 class DateSettings:
-    shift_days: tuple[int, int] = (-3650, -365)
+    shift_days: tuple[int, int] = DEFAULT_SHIFT_DAYS
     reduce_to_year: bool = False
 
 
@@ -260,9 +263,13 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     rules: dict[PrivateKey, Rule] = {}
     if Option.RETAIN_SAFE_PRIVATE in options:
         for entry in private.get("safe", []):
-            rules[_private_key(entry)] = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
+            rules[_private_key(entry)] = Rule(
+                Action.KEEP, "safe private attribute (Retain Safe Private)"
+            )
     for entry in private.get("keep", []):
-        rules[_private_key(entry)] = Rule(Action.KEEP, "private attribute on the profile's keep list")
+        rules[_private_key(entry)] = Rule(
+            Action.KEEP, "private attribute on the profile's keep list"
+        )
     return rules
 
 
@@ -309,7 +316,7 @@ def _hex(tag_text: str) -> str:
 
 def _date_settings(doc: dict[str, Any]) -> DateSettings:
     dates = doc.get("dates", {})
-    earliest, latest = dates.get("shift_days", DateSettings.shift_days)
+    earliest, latest = dates.get("shift_days", DEFAULT_SHIFT_DAYS)
     return DateSettings(
         shift_days=(int(earliest), int(latest)), reduce_to_year=bool(dates.get("reduce_to_year"))
     )

@@ -87,7 +87,9 @@ def _validated(text: str, source: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ProfileError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ProfileError(
+            f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if not isinstance(document, dict):
         raise ProfileError(f"{source}: a profile must be a YAML mapping")
     validator = jsonschema.Draft202012Validator(PROFILE_SCHEMA)
@@ -108,7 +110,9 @@ def _line_of(node: yaml.Node | None, path: list[Any]) -> int:
     for step in path:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == step), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
+        ):
             node = node.value[step]
         else:
             node = None
@@ -130,7 +134,7 @@ def _resolve(document: dict[str, Any], folder: Path | None, depth: int) -> dict[
     else:
         parent_text, parent_folder = builtin_text(parent_name), None
     parent = _resolve(_validated(parent_text, f"{parent_name}.yaml"), parent_folder, depth + 1)
-    merged = _merge(parent, document)
+    merged: dict[str, Any] = _merge(parent, document)
     merged.pop("extends", None)
     merged["based_on"] = parent_name
     return merged
@@ -149,7 +153,7 @@ def _merge(parent: Any, child: Any) -> Any:
 
 def _check_semantics(document: dict[str, Any], source: str) -> None:
     options = set(document.get("options", []))
-    if MUTUALLY_EXCLUSIVE <= options:
+    if options >= MUTUALLY_EXCLUSIVE:
         raise ProfileError(
             f"{source}: options retain_long_full_dates and retain_long_modified_dates "
             "exclude each other"
