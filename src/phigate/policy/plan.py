@@ -8,7 +8,10 @@ Precedence, highest first (``phigate profile explain`` prints which one decided)
 3. PS3.15 Table E.1-1: the Basic Profile action, or the action of an option in force
    (a retaining ``K`` wins over a cleaning ``C`` when two options name the same row);
 4. UIDs (VR UI) not in the table: replaced, unless they are DICOM-defined or UIDs are retained;
-5. other attributes of the DICOM dictionary are standard and kept, except person names (PN),
+5. free text (LT, ST, UT, UC) not in the table is cleaned: the table omits attributes such as
+   TextValue (0040,A160) and UnformattedTextValue (0070,0006) that live inside sequences it
+   keeps or dummies (Content Sequence, Graphic Annotation Sequence), and text can hold names;
+6. other attributes of the DICOM dictionary are standard and kept, except person names (PN),
    which, like attributes unknown to the dictionary, follow ``default_unknown``.
 
 Composite Basic Profile codes depend on the attribute's type in its IOD (PS3.15 E.1.1):
@@ -30,6 +33,7 @@ from phigate.policy.annex_e import Option, TableRow, load_table
 from phigate.policy.profile import Profile
 
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
+FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
 
 
@@ -93,6 +97,7 @@ PrivateKey = tuple[str, int]  # (creator, element byte)
 
 _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
 _KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
+_CLEAN_FREE_TEXT = Rule(Action.CLEAN_TEXT, "free text not in Table E.1-1 (cleaned)")
 _GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
 
 
@@ -150,9 +155,13 @@ class ActionPlan:
             return self.vr_rules[vr]
         if vr == "UI":
             return self.uid_rule
-        if keyword_for_tag(tag) and vr != "PN":
+        if not keyword_for_tag(tag):
+            return self.unknown_rule
+        if vr in FREE_TEXT_VRS:
+            return _CLEAN_FREE_TEXT
+        if vr != "PN":
             return _KEEP_STANDARD
-        return self.unknown_rule
+        return Rule(self.unknown_rule.action, "person name not in Table E.1-1: default_unknown")
 
     def _private_rule(self, tag: int, creator: str | None) -> Rule:
         element = tag & 0xFFFF
