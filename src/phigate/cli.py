@@ -274,6 +274,7 @@ def _compared_tags(*plans: ActionPlan) -> set[int]:
     tags = {int(row.pattern, 16) for row in load_table() if not row.is_masked}
     for plan in plans:
         tags.update(plan.exact)
+        tags.update(plan.overrides.exact)
     return tags
 
 

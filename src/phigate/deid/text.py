@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from phigate.deid.identifiers import InstanceIdentifiers
-from phigate.deid.ner import NameFinder, load_name_finder
+from phigate.deid.ner import NameFinder, clinical_words, load_name_finder
 from phigate.deid.values import shift_date
 from phigate.policy.plan import TextSettings
 
@@ -36,7 +36,7 @@ RECOGNIZERS: dict[str, re.Pattern[str]] = {
     "phone": re.compile(r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),
     "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
     "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
-    "mrn": re.compile(r"\b(?:MRN|ID|NO|#)?[:#]?\s?[A-Z]{0,3}\d{6,}[A-Z]?\b", re.IGNORECASE),
+    "mrn": re.compile(r"\b[A-Z]{0,3}\d{6,}[A-Z]?\b", re.IGNORECASE),
     "address": re.compile(
         r"\b\d{1,6}\s+(?:[A-Za-z]+\.?\s+){1,4}(?:st|street|ave|avenue|rd|road|blvd|boulevard|ln"
         r"|lane|dr|drive|ct|court|way|pl|place|terrace|ter|hwy|highway|pkwy|parkway)\b\.?",
@@ -44,7 +44,7 @@ RECOGNIZERS: dict[str, re.Pattern[str]] = {
     ),
     "zip": re.compile(r"\b\d{5}(?:-\d{4})?\b"),
     "titled_name": re.compile(
-        r"\b(?:dr|mr|mrs|ms|prof|doctor)\.?\s+(?:[A-Za-z][A-Za-z'-]+)(?:[\s,]+[A-Za-z][A-Za-z'-]+)?",
+        r"\b(?:dr|mr|mrs|ms|prof|doctor)\.?\s+([A-Za-z][A-Za-z'-]+)(?:[\s,]+([A-Za-z][A-Za-z'-]+))?",
         re.IGNORECASE,
     ),
 }
@@ -94,8 +94,14 @@ class TextCleaner:
         for name in self.settings.recognizers:
             kind = _RECOGNIZER_KIND.get(name, name)
             for match in RECOGNIZERS[name].finditer(text):
-                if not self._is_kept(match.group()):
-                    yield match.start(), match.end(), kind
+                if self._is_kept(match.group()):
+                    continue
+                if name == "titled_name":
+                    span = _titled_name_span(match)
+                    if span is not None:
+                        yield span[0], span[1], kind
+                    continue
+                yield match.start(), match.end(), kind
 
     def _is_kept(self, found: str) -> bool:
         return found.strip().upper() in self.settings.keep_words
@@ -116,6 +122,20 @@ class TextCleaner:
             if shifted is not None:
                 return shifted
         return self.settings.replacement
+
+
+def _titled_name_span(match: re.Match[str]) -> tuple[int, int] | None:
+    """The name after a title, unless the "title" is a modality and the words are clinical.
+
+    In capitals, MR, MS and DR are also magnetic resonance, multiple sclerosis and digital
+    radiography: "MR KNEE LEFT" has no name in it. The span stops at the first clinical word.
+    """
+    words = clinical_words()
+    first, second = match.group(1), match.group(2)
+    if first.lower() in words:
+        return None
+    end = match.end(2) if second and second.lower() not in words else match.end(1)
+    return match.start(), end
 
 
 def _shift_text_date(found: str, day_offset: int) -> str | None:
@@ -199,12 +219,13 @@ def _place_tokens(places: tuple[str, ...]) -> set[str]:
 
 
 def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Sort spans and merge overlaps, keeping the kind of the first (earliest, longest) one."""
+    """Sort spans and merge overlaps; a date wins, so it can be shifted rather than removed."""
     merged: list[tuple[int, int, str]] = []
     for start, end, kind in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if merged and start <= merged[-1][1]:
+        if merged and start < merged[-1][1]:
             last_start, last_end, last_kind = merged[-1]
-            merged[-1] = (last_start, max(last_end, end), last_kind)
+            winner = "date" if "date" in (kind, last_kind) else last_kind
+            merged[-1] = (last_start, max(last_end, end), winner)
         else:
             merged.append((start, end, kind))
     return merged

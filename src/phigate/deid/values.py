@@ -19,7 +19,7 @@ _TEXT_DUMMY = "ANONYMOUS"
 _DUMMIES: dict[str, str | int | float | bytes] = {
     "AE": _TEXT_DUMMY, "AS": "000Y", "CS": _TEXT_DUMMY, "DA": "19000101", "DT": "19000101000000",
     "TM": "000000", "DS": "0", "IS": "0", "LO": _TEXT_DUMMY, "LT": _TEXT_DUMMY, "PN": _TEXT_DUMMY,
-    "SH": _TEXT_DUMMY, "ST": _TEXT_DUMMY, "UC": _TEXT_DUMMY, "UT": _TEXT_DUMMY, "UR": "",
+    "SH": _TEXT_DUMMY, "ST": _TEXT_DUMMY, "UC": _TEXT_DUMMY, "UT": _TEXT_DUMMY, "UR": "urn:x:anon",
     "US": 0, "UL": 0, "SS": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0,
 }  # fmt: skip
 _DATE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?$")
@@ -30,9 +30,12 @@ _UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
 _PURPOSE_ALIASES = {"OtherPatientIDs": "PatientID"}
 
 
+_BULK_DUMMY = b"\0\0"  # PS3.15 E.1.1: a dummy is never zero length; OB/OW/UN need even length
+
+
 def dummy_value(vr: str) -> str | int | float | bytes:
-    """A fixed value valid for ``vr`` (binary VRs get zero, bulk VRs zero bytes)."""
-    return _DUMMIES.get(vr, b"")
+    """A fixed, non-empty value valid for ``vr`` (numbers get zero, bulk VRs two zero bytes)."""
+    return _DUMMIES.get(vr, _BULK_DUMMY)
 
 
 def pseudonym(keys: Keyring, keyword: str, vr: str, original: str) -> str:

@@ -28,6 +28,9 @@ _PREAMBLE_LENGTH = 128
 _MAGIC = b"DICM"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _TRUNCATION_WARNING = "End of file reached before delimiter"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length 0, little endian
+_PIXEL_DATA = 0x7FE00010
+_LONGEST_ELEMENT_HEADER = 12  # explicit VR OB/OW/SQ/UN/UT...: tag 4 + VR 2 + reserved 2 + length 4
 _DEFLATED_UID_BYTES = DeflatedExplicitVRLittleEndian.encode("ascii")
 _META_SEARCH_BYTES = 4096
 # Byte size of one value of each fixed-length binary VR (PS3.5 Table 6.2-1).
@@ -39,6 +42,8 @@ TRUNCATED = "truncated"
 MALFORMED = "malformed"
 DEFLATE_BOMB = "deflate_bomb"
 MISSING_IDENTITY = "missing_sop_identity"
+DICOMDIR = "dicomdir"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
 def _silence_value_echoes() -> None:
@@ -90,19 +95,28 @@ def read_instance(
             parsed = _parse(data, max_inflated_bytes)
     except InstanceRejected:
         raise
-    except (InvalidDicomError, EOFError) as exc:
-        raise InstanceRejected(
-            TRUNCATED, f"the file ends inside its header ({type(exc).__name__})"
-        ) from None
     except Exception as exc:  # pydicom raises many types on malformed input
-        raise InstanceRejected(
-            MALFORMED, f"the file cannot be parsed ({type(exc).__name__})"
-        ) from None
+        raise _parse_failure(data, exc) from None
     if any(_TRUNCATION_WARNING in str(warning.message) for warning in caught):
         raise InstanceRejected(TRUNCATED, "the file ends before an undefined-length value closes")
+    _refuse_media_directory(parsed.dataset)
     _check_structure(parsed.dataset, data, parsed.transfer_syntax)
     _align_encoding(parsed)
     return parsed
+
+
+def _parse_failure(data: bytes, exc: Exception) -> InstanceRejected:
+    """Name the failure: data that ran out is truncation, anything else is malformed."""
+    name = type(exc).__name__
+    if isinstance(exc, InvalidDicomError | EOFError) or len(data) < _meta_end(data):
+        return InstanceRejected(TRUNCATED, f"the file ends inside its header ({name})")
+    return InstanceRejected(MALFORMED, f"the file cannot be parsed ({name})")
+
+
+def _refuse_media_directory(dataset: FileDataset) -> None:
+    """A DICOMDIR (PS3.10 8) indexes files and names patients; it is not an instance."""
+    if str(dataset.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        raise InstanceFiltered(DICOMDIR, "a DICOMDIR media directory, not an instance")
 
 
 def _align_encoding(parsed: ParsedInstance) -> None:
@@ -182,12 +196,31 @@ def _check_structure(dataset: FileDataset, data: bytes, syntax: UID) -> None:
         raise InstanceRejected(TRUNCATED, "the file holds file meta information but no data set")
     deflated = syntax == DeflatedExplicitVRLittleEndian
     for element in dataset._dict.values():
-        if not isinstance(element, RawDataElement):
-            continue
-        _check_raw_element(element, len(data), deflated)
+        if isinstance(element, RawDataElement):
+            _check_raw_element(element, len(data), deflated)
+    if not deflated:
+        _check_file_end(dataset, data)
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
         if not str(dataset.get(keyword, "")).strip("\0 "):
             raise InstanceRejected(MISSING_IDENTITY, f"the data set has no {keyword}")
+
+
+def _check_file_end(dataset: FileDataset, data: bytes) -> None:
+    """The last element must end where the file ends.
+
+    pydicom silently drops an element header cut short at the end of a file, and reads an
+    encapsulated Pixel Data whose final delimiter is cut off without a warning.
+    """
+    last = max(dataset._dict.values(), key=lambda e: getattr(e, "value_tell", -1))
+    if not isinstance(last, RawDataElement):
+        return
+    if last.length == _UNDEFINED_LENGTH:
+        if last.tag == _PIXEL_DATA and not data.endswith(_SEQUENCE_DELIMITER):
+            raise InstanceRejected(TRUNCATED, "the encapsulated PixelData has no end delimiter")
+        return
+    trailing = len(data) - (last.value_tell + last.length)
+    if 0 < trailing < _LONGEST_ELEMENT_HEADER:
+        raise InstanceRejected(TRUNCATED, "the file ends inside an element header")
 
 
 def _check_raw_element(element: RawDataElement, size: int, deflated: bool) -> None:

@@ -22,7 +22,6 @@ from phigate.errors import InstanceFiltered, InstanceRejected
 from phigate.policy.plan import ActionPlan, Filter
 from phigate.record import InstanceResult, Status
 
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 UNEXPECTED = "unexpected_error"
 
 
@@ -101,8 +100,6 @@ def _process(data: bytes, record: InstanceResult, worker: Worker) -> Outcome:
 
 
 def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:
-    if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
-        raise InstanceFiltered("dicomdir", "a DICOMDIR media directory, not an instance")
     record.sop_class_uid = str(ds.SOPClassUID)
     record.modality = str(ds.get("Modality", "")) or None
     record.transfer_syntax_uid = syntax

@@ -52,10 +52,38 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """An action and the reason it applies (shown by ``phigate profile explain``)."""
+    """An action and the reason it applies (shown by ``phigate profile explain``).
+
+    ``clean_by_vr`` marks a "C" that covers a whole tag range (curves, overlay planes): what
+    cleaning means is decided per element, from its VR.
+    """
 
     action: Action
     source: str
+    clean_by_vr: bool = False
+
+
+Masked = tuple[int, int, Rule]  # (mask, value, rule): the rule applies when tag & mask == value
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The profile's own rules, which beat everything else, most specific first."""
+
+    exact: dict[int, Rule] = field(default_factory=dict)
+    private: dict[tuple[str, int], Rule] = field(default_factory=dict)
+    ranges: list[Masked] = field(default_factory=list)
+    vrs: dict[str, Rule] = field(default_factory=dict)
+
+    def find(self, tag: int, vr: str, creator: str | None) -> Rule | None:
+        if tag in self.exact:
+            return self.exact[tag]
+        if creator is not None and (creator, tag & 0xFF) in self.private:
+            return self.private[(creator, tag & 0xFF)]
+        for mask, value, rule in self.ranges:
+            if tag & mask == value:
+                return rule
+        return self.vrs.get(vr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +136,10 @@ class ActionPlan:
     profile_name: str
     version: str
     options: frozenset[Option]
+    overrides: Overrides
     exact: dict[int, Rule]
-    masked: list[tuple[int, int, Rule]]
+    masked: list[Masked]
     private_rules: dict[PrivateKey, Rule]
-    vr_rules: dict[str, Rule]
     uid_rule: Rule
     unknown_rule: Rule
     text: TextSettings
@@ -144,15 +172,18 @@ class ActionPlan:
     def _decide(self, tag: int, vr: str, creator: str | None) -> Rule:
         if tag & 0xFFFF == 0:
             return _GROUP_LENGTH
-        if tag in self.exact:
-            return self.exact[tag]
+        override = self.overrides.find(tag, vr, creator)
+        if override is not None:
+            return override
         if (tag >> 16) % 2:
             return self._private_rule(tag, creator)
+        if tag in self.exact:
+            return self.exact[tag]
         for mask, value, rule in self.masked:
             if tag & mask == value:
+                if rule.clean_by_vr:
+                    return Rule(_clean_action(vr, None, self.dates), rule.source)
                 return rule
-        if vr in self.vr_rules:
-            return self.vr_rules[vr]
         if vr == "UI":
             return self.uid_rule
         if not keyword_for_tag(tag):
@@ -171,9 +202,6 @@ class ActionPlan:
             rule = self.private_rules.get((creator, element & 0xFF))
             if rule is not None:
                 return rule
-        for mask, value, masked_rule in self.masked:
-            if tag & mask == value:
-                return masked_rule
         return _REMOVE_PRIVATE
 
 
@@ -183,20 +211,19 @@ def compile_profile(profile: Profile) -> ActionPlan:
     options = frozenset(Option(o) for o in doc.get("options", []))
     dates = _date_settings(doc)
     exact, masked = _table_rules(options, dates)
-    private_rules = _private_rules(doc, options)
-    vr_rules: dict[str, Rule] = {}
+    overrides = Overrides()
     for override in doc.get("overrides", []):
-        _apply_override(override, exact, masked, private_rules, vr_rules)
+        _apply_override(override, overrides)
     unknown = Action.KEEP if doc.get("default_unknown") == "keep" else Action.REMOVE
     retain_uids = Option.RETAIN_UIDS in options
     return ActionPlan(
         profile_name=profile.name,
         version=profile.version,
         options=options,
+        overrides=overrides,
         exact=exact,
         masked=masked,
-        private_rules=private_rules,
-        vr_rules=vr_rules,
+        private_rules=_private_rules(doc, options),
         uid_rule=Rule(
             Action.KEEP if retain_uids else Action.REPLACE_UID,
             "UID not in Table E.1-1" + (" (Retain UIDs)" if retain_uids else ""),
@@ -212,18 +239,33 @@ def compile_profile(profile: Profile) -> ActionPlan:
     )
 
 
+# Overlay planes use the even groups 6000-601E (PS3.3 C.9.2). The table lists only Overlay
+# Data and Overlay Comments; the plane's other attributes follow Overlay Data, so a plane
+# is never left half removed.
+_OVERLAY_GROUPS: Masked = (0xFFE10000, 0x60000000, Rule(Action.KEEP, ""))
+_OVERLAY_DATA = "60XX3000"
+
+
 def _table_rules(
     options: frozenset[Option], dates: DateSettings
-) -> tuple[dict[int, Rule], list[tuple[int, int, Rule]]]:
+) -> tuple[dict[int, Rule], list[Masked]]:
     exact: dict[int, Rule] = {}
-    masked: list[tuple[int, int, Rule]] = []
+    masked: list[Masked] = []
+    overlay_plane = Rule(Action.REMOVE, "overlay plane")
     for row in load_table():
         rule = _row_rule(row, options, dates)
         if row.is_masked:
             mask, value = row.mask_and_value()
             masked.append((mask, value, rule))
+            if row.pattern == _OVERLAY_DATA:
+                overlay_plane = Rule(
+                    rule.action,
+                    rule.source.replace("Overlay Data", "Overlay plane"),
+                    rule.clean_by_vr,
+                )
         else:
             exact[int(row.pattern, 16)] = rule
+    masked.append((_OVERLAY_GROUPS[0], _OVERLAY_GROUPS[1], overlay_plane))
     return exact, masked
 
 
@@ -234,7 +276,8 @@ def _row_rule(row: TableRow, options: frozenset[Option], dates: DateSettings) ->
         for option, code in in_force:
             if code == wanted:
                 action = _code_action(code, row, option, dates)
-                return Rule(action, f"{where}: option {option.value} ({code})")
+                by_vr = code == "C" and row.is_masked
+                return Rule(action, f"{where}: option {option.value} ({code})", by_vr)
     return Rule(_code_action(row.basic, row, None, dates), f"{where}: basic {row.basic}")
 
 
@@ -286,13 +329,8 @@ def _private_key(entry: dict[str, str]) -> PrivateKey:
     return (entry["creator"].strip().upper(), int(entry["element"], 16))
 
 
-def _apply_override(
-    override: dict[str, Any],
-    exact: dict[int, Rule],
-    masked: list[tuple[int, int, Rule]],
-    private_rules: dict[PrivateKey, Rule],
-    vr_rules: dict[str, Rule],
-) -> None:
+def _apply_override(override: dict[str, Any], overrides: Overrides) -> None:
+    """Add one override; a later override for the same selector replaces an earlier one."""
     select = override["select"]
     kind, value = next(iter(select.items()))
     rule = Rule(Action(override["action"]), f"profile override ({kind} {_describe(value)})")
@@ -300,17 +338,17 @@ def _apply_override(
         tag = tag_for_keyword(value)
         if tag is None:
             raise ProfileError(f"override selects unknown keyword '{value}'")
-        exact[int(tag)] = rule
+        overrides.exact[int(tag)] = rule
     elif kind == "tag":
-        exact[int(_hex(value), 16)] = rule
+        overrides.exact[int(_hex(value), 16)] = rule
     elif kind == "range":
         digits = _hex(value).upper()
         mask = int("".join("0" if c == "X" else "F" for c in digits), 16)
-        masked.insert(0, (mask, int(digits.replace("X", "0"), 16), rule))
+        overrides.ranges.insert(0, (mask, int(digits.replace("X", "0"), 16), rule))
     elif kind == "private":
-        private_rules[_private_key(value)] = rule
+        overrides.private[_private_key(value)] = rule
     else:
-        vr_rules[value] = rule
+        overrides.vrs[value] = rule
 
 
 def _describe(value: Any) -> str:

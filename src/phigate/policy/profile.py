@@ -97,29 +97,43 @@ def _validated(text: str, source: str) -> dict[str, Any]:
     if errors:
         first = errors[0]
         path = list(first.absolute_path)
-        line = _line_of(root, path)
+        line = _line_of(root, path + _unexpected_key(first))
         where = ".".join(str(p) for p in path) or "top level"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ProfileError(f"{source} line {line}: {where}: {first.message}{more}")
     return document
 
 
+def _unexpected_key(error: jsonschema.ValidationError) -> list[Any]:
+    """For an unknown key, the key itself: its line is where the mistake is."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    unexpected = sorted(key for key in error.instance if key not in allowed)
+    return unexpected[:1]
+
+
 def _line_of(node: yaml.Node | None, path: list[Any]) -> int:
-    """The 1-based line of the YAML node at ``path`` (or of its nearest existing parent)."""
+    """The 1-based line of the key or item at ``path`` (or of its nearest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else 1
     for step in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == step), None)
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
-        ):
-            node = node.value[step]
-        else:
-            node = None
-        if node is None:
+        located = _step(node, step)
+        if located is None:
             break
-        line = node.start_mark.line + 1
+        line, node = located
     return line
+
+
+def _step(node: yaml.Node | None, step: Any) -> tuple[int, yaml.Node] | None:
+    """One step down a composed YAML tree: (line of the key or item, the value node)."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == step:
+                return key.start_mark.line + 1, value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        item = node.value[step]
+        return item.start_mark.line + 1, item
+    return None
 
 
 def _resolve(document: dict[str, Any], folder: Path | None, depth: int) -> dict[str, Any]:
