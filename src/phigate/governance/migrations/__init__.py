@@ -1,0 +1,1 @@
+"""Alembic migrations of the control-plane schema, run in code by ``upgrade_database``."""
