@@ -1,0 +1,175 @@
+"""Judge each piece of recognised text: PHI of some kind, harmless, or unknown.
+
+Order matters and goes from the most to the least specific evidence:
+
+1. the instance's own header identifiers (fuzzy, :mod:`phigate.pixels.identifiers`);
+2. the profile keep-list (whole-piece patterns for known harmless text);
+3. recognisers for dates and times, phone numbers, e-mail, ID-like digit runs, ages,
+   institutions, labelled values (``MRN: ...``) and person names;
+4. text made only of harmless tokens (clinical vocabulary, numbers, units, device codes);
+5. anything else is *unclassified*: the profile decides whether it is cleared, reviewed or
+   both.
+
+The verdict never carries the text, only its kind and how sure the judgement is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from phigate.pixels.defaults import HONORIFICS, INSTITUTION_WORDS, PHI_LABELS, UNITS
+from phigate.pixels.identifiers import IdentifierMatcher, approximate_find
+from phigate.pixels.names import name_lists
+from phigate.pixels.rules import PixelRules
+
+PHI_KINDS = ("name", "id", "date", "institution", "other_phi")
+NON_PHI = "non_phi"
+UNCLASSIFIED = "unclassified"
+
+_MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*\.?"
+_RECOGNISERS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE), confidence)
+    for kind, pattern, confidence in (
+        ("date", r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b", 0.95),
+        ("date", r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b", 0.95),
+        ("date", rf"\b\d{{1,2}}[-\s.]*{_MONTH}[-\s.,]*\d{{2,4}}\b", 0.95),
+        ("date", rf"\b{_MONTH}\s*\d{{1,2}}(?:ST|ND|RD|TH)?,?\s*\d{{4}}\b", 0.95),
+        ("date", r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b", 0.9),
+        ("date", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AP]\.?M\.?)?\b", 0.85),  # times of day
+        ("id", r"\b\d{3}-\d{2}-\d{4}\b", 0.95),  # SSN-like
+        ("other_phi", r"[\w.+-]+@[\w-]+\.[\w.]+", 0.95),  # e-mail
+        ("other_phi", r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", 0.9),  # phone
+        ("id", r"\b[A-Z]{0,4}[-#]?\d{5,}[A-Z\d]*\b", 0.85),  # MRN / accession digit runs
+        ("id", r"\b(?=[A-Z\d-]*\d{4})(?=[A-Z\d-]*[A-Z])[A-Z\d-]{6,}\b", 0.7),  # A12B3456
+        ("other_phi", r"^\s*\d{1,3}\s*(?:Y|YO|YR|YRS|YEARS?(?:\s+OLD)?)\b", 0.8),  # age
+        ("other_phi", r"^\s*\d{1,3}\s+[MF]\b", 0.7),  # "30 M": age and sex
+    )
+)
+
+_UNIT_SET = frozenset(u.upper() for u in UNITS)
+_NUMBER_UNIT = re.compile(r"[-+]?\d{1,4}(?:[.,]\d+)?(?:%|°|[A-Z/*.]{0,6})", re.IGNORECASE)
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.%°'+-]*")
+_CLEAN = re.compile(r"[^A-Za-z0-9 .,:;/%°^*#+\-()@'&_]")
+_CARET_NAME = re.compile(r"[A-Za-z][A-Za-z'-]+\^+[A-Za-z]")
+_COMMA_NAME = re.compile(r"^\s*([A-Za-z][A-Za-z'-]+)\s*,\s*([A-Za-z][A-Za-z'-]+)")
+_HONORIFIC = re.compile(rf"\b(?:{'|'.join(HONORIFICS)})\.?\s+[A-Za-z][A-Za-z'-]+", re.IGNORECASE)
+_LABEL_KINDS = dict(PHI_LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a piece of text is. ``basis`` says which rule decided (for reports and tests)."""
+
+    kind: str
+    confidence: float
+    keyword: str = ""
+    basis: str = ""
+
+    @property
+    def is_phi(self) -> bool:
+        return self.kind in PHI_KINDS
+
+
+class TextClassifier:
+    """Classifies text for one instance: its identifiers plus the profile's word lists."""
+
+    def __init__(
+        self,
+        rules: PixelRules,
+        identifiers: Sequence[str] | Mapping[str, str | Sequence[str]],
+        extra_harmless: Iterable[str] = (),
+    ) -> None:
+        self._rules = rules
+        self._identifiers = IdentifierMatcher(identifiers)
+        words = {w.upper() for w in rules.harmless_words}
+        words |= {t.upper() for phrase in extra_harmless for t in _TOKEN.findall(phrase)}
+        self._harmless = frozenset(words)
+
+    def classify(self, text: str) -> Verdict:
+        """The verdict for one piece of recognised text."""
+        norm = " ".join(_CLEAN.sub("", text).split())
+        if not _TOKEN.search(norm):
+            return Verdict(NON_PHI, 1.0, basis="no_text")
+        found = self._identifiers.match(norm)
+        if found is not None:
+            return Verdict(found.kind, found.confidence, found.keyword, "identifier")
+        if any(p.fullmatch(norm) for p in self._rules.compiled_keep):
+            return Verdict(NON_PHI, 1.0, basis="keep_list")
+        return self._recognise(norm)
+
+    def _recognise(self, norm: str) -> Verdict:
+        for kind, pattern, confidence in _RECOGNISERS:
+            if pattern.search(norm):
+                return Verdict(kind, confidence, basis="pattern")
+        tokens = [t.strip(".-'") for t in _TOKEN.findall(norm)]
+        unknown = [t for t in tokens if t and not self.is_harmless(t)]
+        if not unknown:
+            return Verdict(NON_PHI, 0.9, basis="harmless_tokens")
+        return (
+            _institution(tokens)
+            or _labelled(tokens, unknown)
+            or _person_name(norm, unknown)
+            or Verdict(UNCLASSIFIED, 0.3, basis="unknown_words")
+        )
+
+    def is_harmless(self, token: str) -> bool:
+        """A token that is clinical vocabulary, a number, a measurement or a device code."""
+        upper = token.upper()
+        if upper in self._harmless or upper in _UNIT_SET or len(upper) <= 2:
+            return True
+        if _NUMBER_UNIT.fullmatch(upper) and _small_number(upper):
+            return True
+        if "-" in upper and all(self.is_harmless(p) for p in upper.split("-") if p):
+            return True
+        if upper[0] in "LR" and upper[1:] in self._harmless:
+            return True  # laterality prefixed to a view or structure: LCC, RMLO, LKIDNEY
+        digits = sum(c.isdigit() for c in upper)
+        return 0 < digits <= 3 and len(upper) <= 7  # device/probe codes: L12-5, TAC1, DR60
+
+
+def _small_number(token: str) -> bool:
+    """Measurements and counters have at most four digits before the decimal point."""
+    integer = re.match(r"[-+]?(\d+)", token)
+    return integer is not None and len(integer.group(1)) <= 4
+
+
+def _institution(tokens: list[str]) -> Verdict | None:
+    if any(t.upper() in INSTITUTION_WORDS for t in tokens):
+        return Verdict("institution", 0.8, basis="institution_word")
+    if any(_near_institution_word(t.upper()) for t in tokens if len(t) >= 6):
+        return Verdict("institution", 0.7, basis="institution_word_misread")
+    return None
+
+
+def _near_institution_word(token: str) -> bool:
+    """One OCR slip away from an institution word (``MEDlCAL``, ``CENBER``)."""
+    return any(
+        abs(len(word) - len(token)) <= 1 and approximate_find(word, token) <= 1
+        for word in INSTITUTION_WORDS
+        if len(word) >= 6
+    )
+
+
+def _labelled(tokens: list[str], unknown: list[str]) -> Verdict | None:
+    """``MRN: X12``, ``Name: Smith``: a PHI label followed by a value that is not harmless."""
+    for token in tokens:
+        kind = _LABEL_KINDS.get(token.upper())
+        if kind and any(u.upper() != token.upper() for u in unknown):
+            return Verdict(kind, 0.8, basis="label")
+    return None
+
+
+def _person_name(norm: str, unknown: list[str]) -> Verdict | None:
+    if _CARET_NAME.search(norm):
+        return Verdict("name", 0.9, basis="dicom_person_name")
+    if _HONORIFIC.search(norm):
+        return Verdict("name", 0.85, basis="honorific")
+    if _COMMA_NAME.search(norm):
+        return Verdict("name", 0.8, basis="surname_comma_given")
+    lists = name_lists()
+    hits = sum(1 for u in unknown if u.upper() in lists.given or u.upper() in lists.surnames)
+    if hits:
+        return Verdict("name", 0.8 if hits > 1 else 0.7, basis="name_list")
+    return None

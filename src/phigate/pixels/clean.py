@@ -1,0 +1,362 @@
+"""Clean burned-in PHI from one instance: :func:`clean_pixels`.
+
+The steps, each in its own module: overlays (:mod:`.overlays`), decode
+(:mod:`.pixeldata`), find and read text (:mod:`.scan`), judge it (:mod:`.classify`),
+redact the stored values and write them back losslessly (:mod:`.pixeldata`), and set
+Burned In Annotation (0028,0301; PS3.3 C.7.6.1 General Image module) to ``NO`` only when
+every frame was read and nothing is left for review.
+
+Nothing here logs, raises or returns recognised text: findings carry a kind, a box, a
+frame and a confidence, and review reasons are fixed codes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydicom import Dataset
+
+from phigate.pixels.classify import TextClassifier, Verdict
+from phigate.pixels.engines import OcrEngine, load_engine
+from phigate.pixels.overlays import clear_overlay_boxes, handle_overlays
+from phigate.pixels.pixeldata import (
+    PixelDataUnsupported,
+    PixelImage,
+    change_tolerance,
+    display_window,
+    load_pixels,
+    redact,
+    render_frame,
+    write_back,
+)
+from phigate.pixels.rules import Box, KnownRegion, PixelRules
+from phigate.pixels.sampling import SeriesScanCache, sample_frames
+from phigate.pixels.scan import FrameScanner, ReadingMemo, TextPiece
+from phigate.record import PHIFinding
+
+# Review reasons: fixed codes, safe to show anywhere.
+LOW_CONFIDENCE = "pixel_text_low_confidence"
+UNREADABLE = "pixel_text_unreadable"
+UNCLASSIFIED = "pixel_text_unclassified"
+OCR_FAILED = "pixel_ocr_failed_on_frame"
+OVERLAY_FAILED = "overlay_unreadable"
+
+Identifiers = Sequence[str] | Mapping[str, str | Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PixelOutcome:
+    """What :func:`clean_pixels` did to one instance (no PHI in any field).
+
+    A finding's ``frame`` is ``None`` when the same text sat at the same place on several
+    frames (a static annotation of a cine loop); its box then applies to each of them.
+    """
+
+    findings: tuple[PHIFinding, ...] = ()
+    fully_scanned: bool = False
+    modified: bool = False
+    review_reasons: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    frames_total: int = 0
+    frames_scanned: int = 0
+    skipped_by_sampling: bool = False
+    text_found: bool = False
+    transfer_syntax_uid: str = ""
+    engine: str = ""
+
+    @property
+    def requires_review(self) -> bool:
+        return bool(self.review_reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class _PixelPart:
+    """How far the Pixel Data scan got (the overlay part needs no such account)."""
+
+    fully_scanned: bool
+    frames_total: int = 0
+    frames_scanned: int = 0
+    skipped_by_sampling: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What to do with one piece; ``box`` is the area cleared (the piece's box plus the
+    rules' margin) or, when kept, the piece's own box."""
+
+    piece: TextPiece
+    box: Box
+    verdict: Verdict
+    action: str
+    kind: str
+    confidence: float
+    reasons: tuple[str, ...]
+
+
+def clean_pixels(
+    ds: Dataset,
+    rules: PixelRules,
+    identifiers: Identifiers,
+    *,
+    cache: SeriesScanCache | None = None,
+    engine: OcrEngine | None = None,
+) -> PixelOutcome:
+    """Find, judge and remove burned-in PHI in ``ds`` (changed in place).
+
+    ``identifiers`` are the instance's own header values collected before header
+    de-identification (PN values like ``DOE^JOHN``, IDs, accession, DA dates, institution),
+    either as plain strings or by keyword. ``cache`` shares series sampling state and
+    readings between instances handled by the same worker.
+    """
+    run = _Run(ds, rules, identifiers, cache, engine)
+    return run.execute()
+
+
+class _Run:
+    """The state of one :func:`clean_pixels` call."""
+
+    def __init__(
+        self,
+        ds: Dataset,
+        rules: PixelRules,
+        identifiers: Identifiers,
+        cache: SeriesScanCache | None,
+        engine: OcrEngine | None,
+    ) -> None:
+        self.ds, self.rules, self.cache = ds, rules, cache
+        self._engine = engine
+        self.memo = cache.memo if cache is not None else ReadingMemo()
+        self.classifier = TextClassifier(
+            rules,
+            identifiers,
+            (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", ""))),
+        )
+        self.timings: dict[str, float] = {}
+        self.findings: list[PHIFinding] = []
+        self.reasons: list[str] = []
+        self.modified = False
+        self.text_found = False
+
+    def engine(self) -> OcrEngine:
+        if self._engine is None:
+            self._engine = load_engine(self.rules.engine)
+        return self._engine
+
+    def execute(self) -> PixelOutcome:
+        start = time.perf_counter()
+        self._clean_overlays()
+        part = self._clean_pixel_data()
+        self.timings["total"] = time.perf_counter() - start
+        return PixelOutcome(
+            findings=tuple(self.findings),
+            fully_scanned=part.fully_scanned,
+            frames_total=part.frames_total,
+            frames_scanned=part.frames_scanned,
+            skipped_by_sampling=part.skipped_by_sampling,
+            review_reasons=tuple(dict.fromkeys(self.reasons)),
+            modified=self.modified,
+            timings={k: round(v, 4) for k, v in self.timings.items()},
+            text_found=self.text_found,
+            transfer_syntax_uid=str(self.ds.file_meta.get("TransferSyntaxUID", ""))
+            if hasattr(self.ds, "file_meta")
+            else "",
+            engine=self._engine.version if self._engine is not None else "",
+        )
+
+    # --- overlays -------------------------------------------------------------------
+
+    def _clean_overlays(self) -> None:
+        start = time.perf_counter()
+        result = handle_overlays(
+            self.ds, self.rules.overlays, self.engine, self.memo, self.rules.max_detection_side
+        )
+        self.modified = self.modified or result.removed > 0
+        if result.failed:
+            self.reasons.append(OVERLAY_FAILED)
+        for group, pieces in result.pieces.items():
+            decisions = [d for d in map(self._decide, pieces) if d is not None]
+            boxes = self._boxes_to_clear(decisions)
+            if boxes:
+                clear_overlay_boxes(self.ds, group, boxes)
+                self.modified = True
+            self._record(decisions, keyword="OverlayData", frames=None)
+        self.timings["overlays"] = time.perf_counter() - start
+
+    # --- pixel data -----------------------------------------------------------------
+
+    def _clean_pixel_data(self) -> _PixelPart:
+        if "PixelData" not in self.ds:
+            return _PixelPart(fully_scanned=True)
+        modality = str(self.ds.get("Modality", ""))
+        strategy = self.rules.strategy_for(modality, str(self.ds.get("SOPClassUID", "")))
+        series = str(self.ds.get("SeriesInstanceUID", ""))
+        sop = str(self.ds.get("SOPInstanceUID", ""))
+        regions = self._known_regions()
+        if strategy.mode == "sample" and self.cache and not self.cache.should_scan(series, sop):
+            return self._apply_regions_only(regions)
+        start = time.perf_counter()
+        try:
+            image = load_pixels(self.ds)
+        except PixelDataUnsupported as exc:
+            self.reasons.append(exc.code)
+            return _PixelPart(fully_scanned=False)
+        self.timings["decode"] = time.perf_counter() - start
+        scanner = self._scan(image, regions, sample_frames(image.count, strategy))
+        if self.text_found and self.cache is not None:
+            self.cache.record_text(series)
+        decisions = [d for d in map(self._decide, scanner.report.pieces) if d is not None]
+        boxes = self._boxes_to_clear(decisions)
+        self._add_region_boxes(boxes, regions, image.count)
+        self._write(image, boxes)
+        self._record(decisions, keyword="", frames=image.count)
+        self._record_regions(regions, image.count)
+        report = scanner.report
+        fully = len(report.scanned) == image.count and not report.failed
+        if report.failed:
+            self.reasons.append(OCR_FAILED)
+        self._set_burned_in_annotation(fully, decisions)
+        return _PixelPart(fully, image.count, len(report.scanned))
+
+    def _scan(
+        self, image: PixelImage, regions: Sequence[KnownRegion], first: list[int]
+    ) -> FrameScanner:
+        window = display_window(image)
+        scanner = FrameScanner(
+            image.frames,
+            lambda i: render_frame(self.ds, image, i, window),
+            self.engine(),
+            self.memo,
+            lambda i: [b for r in regions if r.covers_frame(i) for b in r.boxes],
+            self.rules.max_detection_side,
+            change_tolerance(image, window),
+        )
+        scanner.scan(first)
+        rest = [i for i in range(image.count) if i not in scanner.report.scanned]
+        if rest and (scanner.report.fresh_pieces or scanner.report.failed):
+            scanner.scan(rest)  # new text in a sampled frame: read every frame
+        elif rest:
+            scanner.scan(scanner.cover_static(rest))
+        self.text_found = bool(scanner.report.pieces)
+        report = scanner.report
+        self.timings["detect"] = report.detect_seconds
+        self.timings["recognize"] = report.recognize_seconds
+        return scanner
+
+    def _write(self, image: PixelImage, boxes: dict[int, list[Box]]) -> None:
+        start = time.perf_counter()
+        if boxes and redact(self.ds, image, boxes) > 0:
+            write_back(self.ds, image, self.rules)
+            self.modified = True
+        self.timings["redact_encode"] = time.perf_counter() - start
+
+    def _apply_regions_only(self, regions: Sequence[KnownRegion]) -> _PixelPart:
+        """A slice skipped by series sampling still loses its known burned-in regions."""
+        if regions:
+            try:
+                image = load_pixels(self.ds)
+            except PixelDataUnsupported as exc:
+                self.reasons.append(exc.code)
+                return _PixelPart(fully_scanned=False, skipped_by_sampling=True)
+            boxes: dict[int, list[Box]] = {}
+            self._add_region_boxes(boxes, regions, image.count)
+            self._write(image, boxes)
+            self._record_regions(regions, image.count)
+        return _PixelPart(fully_scanned=False, skipped_by_sampling=True)
+
+    # --- judging and recording ------------------------------------------------------
+
+    def _decide(self, piece: TextPiece) -> _Decision | None:
+        """What to do with one piece; ``None`` for detector noise (no letters to speak of,
+        read with low confidence: a speck of anatomy, not text)."""
+        rules, reading = self.rules, piece.reading
+        if reading.confidence < rules.min_text_confidence and _is_speck(reading.text):
+            return None
+        verdict = self.classifier.classify(reading.text)
+        reasons: list[str] = []
+        kind = verdict.kind if verdict.is_phi else "other_phi"
+        if reading.confidence < rules.min_text_confidence:
+            action, reasons = "cleared", [UNREADABLE]
+        elif verdict.is_phi or rules.redact_all_text:
+            action = "cleared"
+            kind = verdict.kind if verdict.kind != "unclassified" else "other_phi"
+        elif verdict.kind == "non_phi":
+            action, kind = "kept_non_phi", "non_phi"
+        else:
+            action = "review" if rules.unclassified_text == "review" else "cleared"
+            if rules.unclassified_text != "clear":
+                reasons.append(UNCLASSIFIED)
+        if rules.min_text_confidence <= reading.confidence < rules.review_threshold:
+            reasons.append(LOW_CONFIDENCE)
+        confidence = round(min(reading.confidence, verdict.confidence), 3)
+        box = self._grown(piece.box) if action == "cleared" else piece.box
+        return _Decision(piece, box, verdict, action, kind, confidence, tuple(reasons))
+
+    def _grown(self, box: Box) -> Box:
+        margin = self.rules.box_margin
+        x, y, w, h = box
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        return (x0, y0, x + w + margin - x0, y + h + margin - y0)
+
+    def _boxes_to_clear(self, decisions: Sequence[_Decision]) -> dict[int, list[Box]]:
+        boxes: dict[int, list[Box]] = {}
+        for d in decisions:
+            if d.action == "cleared":
+                boxes.setdefault(d.piece.frame, []).append(d.box)
+        return boxes
+
+    def _record(self, decisions: Sequence[_Decision], keyword: str, frames: int | None) -> None:
+        """One finding per text box and verdict; repeated frames collapse to ``frame=None``."""
+        seen: dict[tuple[object, ...], list[int]] = {}
+        for d in decisions:
+            self.reasons.extend(d.reasons)
+            key = (d.box, d.kind, d.verdict.keyword or keyword, d.action, d.confidence)
+            seen.setdefault(key, []).append(d.piece.frame)
+        for (box, kind, kw, action, confidence), on in seen.items():
+            frame = on[0] if len(on) == 1 else None
+            self.findings.append(
+                PHIFinding("pixel", str(kind), str(kw), float(confidence),  # type: ignore[arg-type]
+                           str(action), frame, box)  # type: ignore[arg-type]
+            )  # fmt: skip
+
+    def _known_regions(self) -> tuple[KnownRegion, ...]:
+        ds = self.ds
+        return self.rules.regions_for(
+            str(ds.get("Manufacturer", "")),
+            str(ds.get("ManufacturerModelName", "")),
+            int(ds.get("Rows", 0) or 0),
+            int(ds.get("Columns", 0) or 0),
+        )
+
+    @staticmethod
+    def _add_region_boxes(
+        boxes: dict[int, list[Box]], regions: Sequence[KnownRegion], count: int
+    ) -> None:
+        for region in regions:
+            for index in range(count):
+                if region.covers_frame(index):
+                    boxes.setdefault(index, []).extend(region.boxes)
+
+    def _record_regions(self, regions: Sequence[KnownRegion], count: int) -> None:
+        for region in regions:
+            frames = [i for i in range(count) if region.covers_frame(i)]
+            for box in region.boxes if frames else ():
+                frame = frames[0] if len(frames) == 1 else None
+                self.findings.append(
+                    PHIFinding("pixel", "other_phi", "", 1.0, "cleared", frame, box)
+                )
+
+    def _set_burned_in_annotation(
+        self, fully_scanned: bool, decisions: Sequence[_Decision]
+    ) -> None:
+        """Burned In Annotation (PS3.3 C.7.6.1): only a full, clean scan earns ``NO``."""
+        left_behind = any(d.action == "review" for d in decisions)
+        if fully_scanned and not self.reasons:
+            self.ds.BurnedInAnnotation = "NO"
+        elif left_behind:
+            self.ds.BurnedInAnnotation = "YES"
+
+
+def _is_speck(text: str) -> bool:
+    return sum(c.isascii() and c.isalnum() for c in text) <= 1

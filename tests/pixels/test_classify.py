@@ -1,0 +1,97 @@
+"""Judging recognised text: header identifiers (OCR-tolerant), keep-list, recognisers."""
+
+from __future__ import annotations
+
+import pytest
+
+from phigate.pixels import PixelRules, PixelRulesError
+from phigate.pixels.classify import TextClassifier
+from phigate.pixels.identifiers import date_forms, fold
+
+IDS = {
+    "PatientName": "DOE^JOHN^Q",
+    "PatientID": "00012345678",
+    "PatientBirthDate": "19510829",
+    "InstitutionName": "CCHS CLEVELAND CLINIC",
+}
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TextClassifier:
+    return TextClassifier(PixelRules(), IDS)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "keyword"),
+    [
+        ("DOE^JOHN", "name", "PatientName"),
+        ("John Doe", "name", "PatientName"),
+        ("Doe, John Q", "name", "PatientName"),
+        ("D0E JOHN", "name", "PatientName"),  # O read as zero
+        ("JOHNDOE", "name", "PatientName"),  # space lost
+        ("ID: 0OO12345678", "id", "PatientID"),
+        ("12345678", "id", "PatientID"),  # leading zeros dropped on screen
+        ("DOB: 08/29/1951", "date", ""),
+        ("29-AUG-1951", "date", "PatientBirthDate"),
+        ("CCHS CLEVELAN...", "institution", "InstitutionName"),  # truncated on screen
+    ],
+)
+def test_own_identifiers_are_found_despite_ocr_slips(
+    classifier: TextClassifier, text: str, kind: str, keyword: str
+) -> None:
+    verdict = classifier.classify(text)
+    assert verdict.kind == kind
+    if keyword:
+        assert verdict.keyword == keyword
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("MRN: 99887766", "id"),
+        ("Tel 555-123-4567", "other_phi"),
+        ("2019-11-03", "date"),
+        ("7-OCT-2016", "date"),
+        ("05:24:57PM", "date"),
+        ("Smith^Anna", "name"),
+        ("Dr. Hartmann", "name"),
+        ("Mary Johnson", "name"),
+        ("St Mary Hospital", "institution"),
+        ("AGMC Sports Medicine", "institution"),
+        ("45 YRS", "other_phi"),
+    ],
+)
+def test_recognisers_catch_phi_not_in_the_header(
+    classifier: TextClassifier, text: str, kind: str
+) -> None:
+    assert classifier.classify(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["L", "R", "5 cm", "4.0cm", "3.5 MHz", "W 400 L 40", "IM 12/40", "HFS", "Adv Breast",
+     "L12-5", "TIS0.0 MI 0.6", "Dyn R 58", "rt hip inj Right Supraspinatus Transverse",
+     "RMLO", "SIEMENS", "x3", "60%", "OM/C/3/H/TV3"],
+)  # fmt: skip
+def test_harmless_annotation_is_kept(classifier: TextClassifier, text: str) -> None:
+    assert classifier.classify(text).kind == "non_phi"
+
+
+def test_unknown_words_are_unclassified(classifier: TextClassifier) -> None:
+    assert classifier.classify("Zqxv Plorb").kind == "unclassified"
+
+
+def test_fold_maps_ocr_confusions_and_separators() -> None:
+    assert fold("D0E^JOHN") == fold("DOE, JOHN") == fold("doe john")
+
+
+def test_date_forms_cover_common_layouts() -> None:
+    forms = date_forms("20170302")
+    assert {"20170302", "03022017", "02032017", "02MAR2017"} <= set(forms)
+
+
+def test_rules_reject_inverted_thresholds() -> None:
+    with pytest.raises(PixelRulesError):
+        PixelRules(min_text_confidence=0.9, review_threshold=0.5)
+    with pytest.raises(PixelRulesError, match="regex"):
+        PixelRules(keep_text=("(",))
