@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -18,17 +19,35 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from phigate import __version__
+from phigate.cli_admin import (
+    audit_app,
+    db_app,
+    job_app,
+    register_profile_library,
+    site_app,
+    token_app,
+    user_app,
+)
 from phigate.errors import PhigateError, UsageError
+from phigate.governance import policy_library
+from phigate.governance.audit import record_event, require
+from phigate.governance.authz import Operation, Resource
+from phigate.governance.database import database_url, open_session
+from phigate.governance.guards import authorize_reidentification
 from phigate.governance.home import init_home, load_keyring, resolve_home
+from phigate.governance.identity import bootstrap, resolve_cli_identity
+from phigate.governance.jobs import JobStore
 from phigate.governance.vault import Vault
 from phigate.pipeline.report import RunSummary
 from phigate.pipeline.runner import RunRequest, check_folders, discover, run
 from phigate.pipeline.subjects import load_subject_map
 from phigate.policy.annex_e import load_table
 from phigate.policy.plan import ActionPlan, compile_profile
-from phigate.policy.profile import builtin_names, load_profile
+from phigate.policy.profile import Profile, builtin_names, load_profile, parse_profile_text
+from phigate.record import InstanceResult
 
 app = typer.Typer(
     name="phigate",
@@ -37,8 +56,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-profile_app = typer.Typer(help="Inspect de-identification profiles.", no_args_is_help=True)
+profile_app = typer.Typer(
+    help="De-identification profiles and their versions.", no_args_is_help=True
+)
+key_app = typer.Typer(help="The installation secret and the vault key.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+app.add_typer(key_app, name="key")
+for _name, _sub_app in (
+    ("db", db_app),
+    ("user", user_app),
+    ("token", token_app),
+    ("audit", audit_app),
+    ("job", job_app),
+    ("site", site_app),
+):
+    app.add_typer(_sub_app, name=_name)
+register_profile_library(profile_app)
+RECORD_BATCH = 200
 
 out = Console()
 err = Console(stderr=True)
@@ -61,13 +95,27 @@ def _error_line(message: str) -> None:
     sys.stderr.write(f"phigate: error: {' '.join(message.split())}\n")
 
 
+@app.callback()
+def global_options(
+    token: Annotated[
+        str | None, typer.Option("--token", help="API token to act as (else PHIGATE_TOKEN).")
+    ] = None,
+) -> None:
+    """Options for every command."""
+    if token:
+        os.environ["PHIGATE_TOKEN"] = token
+
+
 @app.command()
 def init(home: HomeOption = None) -> None:
-    """Create PHIGATE_HOME with a new secret key (kept if one exists)."""
+    """Create PHIGATE_HOME with a secret key and its database (both kept if they exist)."""
     where = resolve_home(home)
     created = init_home(where)
+    os.environ.setdefault("PHIGATE_HOME", str(where.root))
+    result = bootstrap(where.root)
     state = "created a new secret" if created else "kept the existing secret"
-    out.print(f"phigate home ready at {where.root} ({state}: {where.key_file})")
+    out.print(f"phigate home ready at {where.root} ({state}: {where.key_file})", markup=False)
+    out.print(f"database {result.database_url} at revision {result.revision}", markup=False)
 
 
 @app.command()
@@ -76,7 +124,11 @@ def deidentify(
         Path, typer.Argument(help="Folder of DICOM files (searched recursively).")
     ],
     output_dir: Annotated[Path, typer.Argument(help="Folder for de-identified files.")],
-    profile: Annotated[str, typer.Option(help="Built-in profile name or a YAML file.")] = "basic",
+    profile: Annotated[
+        str,
+        typer.Option(help="Approved profile: NAME, NAME@VERSION or an approved YAML file."),
+    ] = "basic",
+    site: Annotated[str | None, typer.Option(help="The site the files come from.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: one per core).")] = 0,
     home: HomeOption = None,
     key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
@@ -89,48 +141,109 @@ def deidentify(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     json_output: JsonOption = False,
 ) -> None:
-    """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR."""
+    """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR, as a recorded job."""
     where = resolve_home(home)
-    plan = compile_profile(load_profile(profile))
     keys = load_keyring(where, key_file)
-    subjects = load_subject_map(subject_map) if subject_map else None
-    if plan.require_subject_map and subjects is None:
-        raise UsageError(f"profile '{plan.profile_name}' needs --subject-map")
-    request = RunRequest(
-        input_dir=input_dir,
-        output_dir=output_dir,
-        quarantine_dir=quarantine or where.quarantine,
-        plan=plan,
-        keys=keys,
-        workers=workers or os.cpu_count() or 1,
-        subjects=subjects,
-        max_inflated_bytes=max_inflated_mb << 20,
-    )
-    summary = _run_with_progress(
-        request, Vault(where.vault_file, keys), progress and not json_output
-    )
-    document = summary.to_dict()
+    check_folders(input_dir, output_dir)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        plan = compile_profile(_approved_profile(session, profile))
+        subjects = load_subject_map(subject_map) if subject_map else None
+        if plan.require_subject_map and subjects is None:
+            raise UsageError(f"profile '{plan.profile_name}' needs --subject-map")
+        store = JobStore(session, principal)
+        job = store.create_job(
+            name=f"deidentify with {plan.profile_name}",
+            profile_name=plan.profile_name,
+            profile_version=plan.version,
+            source_ref=keys.instance_ref(str(input_dir.resolve())),
+            site=site,
+        )
+        session.commit()
+        request = RunRequest(
+            input_dir=input_dir,
+            output_dir=output_dir,
+            quarantine_dir=quarantine or where.quarantine,
+            plan=plan,
+            keys=keys,
+            workers=workers or os.cpu_count() or 1,
+            subjects=subjects,
+            max_inflated_bytes=max_inflated_mb << 20,
+        )
+        vault = Vault(where.vault_file, keys)
+        summary = _run_job(store, job.id, request, vault, progress and not json_output)
+    document = summary.to_dict() | {"job_id": job.id}
     _write_report(where.reports / summary.run_id / "report.json", document)
     if report:
         _write_report(report, document)
     if json_output:
         out.print_json(json.dumps(document))
     else:
-        _print_summary(summary, plan)
+        _print_summary(summary, plan, job.id)
     if not summary.balanced:
         raise fail("counts do not add up; please report this as a bug", 3)
 
 
-def _run_with_progress(request: RunRequest, vault: Vault, show: bool) -> RunSummary:
-    check_folders(request.input_dir, request.output_dir)
+def _approved_profile(session: Session, argument: str) -> Profile:
+    """The profile a job may use: an approved version from the policy library.
+
+    ``NAME`` takes the active version, ``NAME@VERSION`` a given one (number or hash prefix);
+    a YAML file is accepted only if its content is an approved version of its name.
+    """
+    path = Path(argument)
+    if path.suffix in (".yaml", ".yml"):
+        local = load_profile(argument)
+        version = policy_library.version_for_job(session, local.name, local.version)
+    else:
+        name, _, ref = argument.partition("@")
+        version = policy_library.version_for_job(session, name, ref or None)
+    return parse_profile_text(version.yaml_text, source=f"{version.profile.name} v{version.number}")
+
+
+def _run_job(
+    store: JobStore, job_id: int, request: RunRequest, vault: Vault, progress: bool
+) -> RunSummary:
+    """Run the job, storing its records in batches; a failure marks the job failed."""
+    store.start_job(job_id)
+    store.session.commit()
+    batch: list[InstanceResult] = []
+
+    def keep(record: InstanceResult) -> None:
+        batch.append(record)
+        if len(batch) >= RECORD_BATCH:
+            store.add_records(job_id, batch)
+            store.session.commit()
+            batch.clear()
+
+    try:
+        summary = _run_with_progress(request, vault, progress, keep)
+        store.add_records(job_id, batch)
+        store.finish_job(job_id)
+    except BaseException as exc:
+        store.session.rollback()
+        store.finish_job(job_id, error=f"the run stopped ({type(exc).__name__})")
+        store.session.commit()
+        raise
+    store.session.commit()
+    return summary
+
+
+def _run_with_progress(
+    request: RunRequest, vault: Vault, show: bool, keep: Callable[[InstanceResult], None]
+) -> RunSummary:
     files = discover(request.input_dir)
     pending: dict[tuple[str, str], str] = {}
     columns = (TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not show, transient=True) as bar:
         task = bar.add_task("files", total=len(files))
+
+        def advance(record: InstanceResult) -> None:
+            bar.advance(task)
+            keep(record)
+
         summary = run(
             request,
-            on_result=lambda _record: bar.advance(task),
+            on_result=advance,
             on_pseudonyms=pending.update,
             files=files,
         )
@@ -143,8 +256,9 @@ def _write_report(path: Path, document: dict[str, object]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
-def _print_summary(summary: RunSummary, plan: ActionPlan) -> None:
-    table = Table(title=f"phigate deidentify: profile {plan.profile_name} {plan.version}")
+def _print_summary(summary: RunSummary, plan: ActionPlan, job_id: int) -> None:
+    title = f"phigate deidentify: job {job_id}, profile {plan.profile_name} {plan.version}"
+    table = Table(title=title)
     table.add_column("outcome")
     table.add_column("files", justify="right")
     table.add_row("written", str(summary.written))
@@ -169,13 +283,19 @@ def _print_summary(summary: RunSummary, plan: ActionPlan) -> None:
 @app.command()
 def reidentify(
     value: Annotated[str, typer.Argument(help="A pseudonym phigate made.")],
+    reason: Annotated[str, typer.Option(help="Why (an IRB protocol, a request number).")] = "",
     home: HomeOption = None,
     key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Look a pseudonym up in the vault (prints the original: PHI)."""
+    """Look a pseudonym up in the vault (honest brokers only; every lookup is audited)."""
     where = resolve_home(home)
-    entries = Vault(where.vault_file, load_keyring(where, key_file)).lookup(value)
+    keys = load_keyring(where, key_file)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        reference = f"pseudonym:{keys.hexdigest('audit/pseudonym', value.strip(), 24)}"
+        authorize_reidentification(session, principal, object_ref=reference, reason=reason or None)
+    entries = Vault(where.vault_file, keys).lookup(value)
     if not entries:
         raise fail("this value is not a pseudonym recorded in this installation's vault")
     if json_output:
@@ -183,6 +303,20 @@ def reidentify(
         return
     for entry in entries:
         out.print(f"{entry.kind}\t{entry.original}", markup=False, highlight=False)
+
+
+@key_app.command("rotate")
+def key_rotate(home: HomeOption = None) -> None:
+    """Re-encrypt the vault under a new key generation; no pseudonym changes."""
+    where = resolve_home(home)
+    keys = load_keyring(where)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        require(session, principal, Operation.VAULT_ROTATE, Resource())
+        count = Vault(where.vault_file, keys).rotate()
+        record_event(session, actor=principal, operation="vault.rotate", reason=f"entries={count}")
+        session.commit()
+    out.print(f"vault re-encrypted: {count} entries under a new key generation")
 
 
 @profile_app.command("list")

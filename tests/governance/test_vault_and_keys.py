@@ -262,30 +262,78 @@ def test_vault_entries_use_fresh_nonces(vault_path: Path) -> None:
 # --- the commands -------------------------------------------------------------------------
 
 
-def test_reidentify_reads_the_vault_with_the_key_file(tmp_path: Path) -> None:
+BROKER_PASSWORD = "a broker's long password"
+
+
+def _as_honest_broker(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An initialised home with an honest broker, whom the CLI then runs as."""
+    monkeypatch.setenv("PHIGATE_HOME", str(home.root))
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--home", str(home.root)]).exit_code == 0
+    added = runner.invoke(
+        app, ["user", "add", "broker", "--role", "honest_broker", "--password", BROKER_PASSWORD]
+    )
+    assert added.exit_code == 0, added.output
+    monkeypatch.setenv("PHIGATE_USER", "broker")
+    monkeypatch.setenv("PHIGATE_PASSWORD", BROKER_PASSWORD)
+
+
+def test_reidentify_reads_the_vault_with_the_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = tmp_path / "site.key"
     key.write_text("6b" * 32)
     home = Home(tmp_path / "home")
+    _as_honest_broker(home, monkeypatch)
     Vault(home.vault_file, KEYS).add(PAIRS)
     runner = CliRunner()
     found = runner.invoke(
-        app, ["reidentify", "PGABC123", "--home", str(home.root), "--key-file", str(key)]
+        app,
+        [
+            "reidentify",
+            "PGABC123",
+            "--reason",
+            "IRB-1",
+            "--home",
+            str(home.root),
+            "--key-file",
+            str(key),
+        ],
     )
     assert (found.exit_code, found.stdout.split()) == (0, ["PatientID", "MRN-778899"])
-    init_home(home)  # the home's own key is another secret: the value is not found with it
-    missing = runner.invoke(app, ["reidentify", "PGABC123", "--home", str(home.root)])
-    assert missing.exit_code == 1
+    # The home's own key is another secret: the vault says so instead of reading.
+    missing = runner.invoke(
+        app, ["reidentify", "PGABC123", "--reason", "IRB-1", "--home", str(home.root)]
+    )
+    assert missing.exit_code != 0
 
 
 def test_reidentify_reads_the_vault_with_the_environment_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = Home(tmp_path)
-    init_home(home)
-    Vault(home.vault_file, KEYS).add(PAIRS)
+    _as_honest_broker(home, monkeypatch)
     monkeypatch.setenv(KEY_ENV, "6b" * 32)
-    result = CliRunner().invoke(app, ["reidentify", "ANON^XYZ", "--home", str(home.root)])
+    Vault(home.vault_file, KEYS).add(PAIRS)
+    result = CliRunner().invoke(
+        app, ["reidentify", "ANON^XYZ", "--reason", "IRB-1", "--home", str(home.root)]
+    )
     assert (result.exit_code, result.stdout.split()) == (0, ["PatientName", "DOE^JOHN"])
+
+
+def test_reidentify_is_refused_without_the_honest_broker_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path)
+    _as_honest_broker(home, monkeypatch)
+    monkeypatch.delenv("PHIGATE_USER")  # back to the local admin, who may not re-identify
+    monkeypatch.setenv(KEY_ENV, "6b" * 32)
+    Vault(home.vault_file, KEYS).add(PAIRS)
+    result = CliRunner().invoke(
+        app, ["reidentify", "ANON^XYZ", "--reason", "IRB-1", "--home", str(home.root)]
+    )
+    assert result.exit_code != 0
+    assert "DOE" not in result.output
 
 
 def test_init_command_makes_a_0600_key_once(tmp_path: Path) -> None:
