@@ -251,6 +251,26 @@ def _run_with_progress(
     return summary
 
 
+def _print_pixel_summary(summary: RunSummary) -> None:
+    pixels = summary.pixels.to_dict()
+    table = Table(title="burned-in text in pixels")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "instances_scanned",
+        "instances_skipped_by_sampling",
+        "instances_with_phi",
+        "detection_rate",
+        "phi_detected",
+        "phi_cleared",
+        "phi_pending_review",
+    ):
+        table.add_row(key.replace("_", " "), str(pixels[key]))
+    for kind, count in pixels["phi_by_kind"].items():
+        table.add_row(f"  {kind}", str(count))
+    out.print(table)
+
+
 def _write_report(path: Path, document: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -271,6 +291,8 @@ def _print_summary(summary: RunSummary, plan: ActionPlan, job_id: int) -> None:
     table.add_row("requiring review", str(summary.requires_review))
     table.add_row("inputs", str(summary.inputs))
     out.print(table)
+    if summary.pixels.scanned or summary.pixels.skipped_by_sampling:
+        _print_pixel_summary(summary)
     check = "=" if summary.balanced else "!="
     out.print(
         f"inputs {summary.inputs} {check} written {summary.written} + filtered "

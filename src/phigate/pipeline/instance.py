@@ -14,15 +14,25 @@ from pydicom.dataset import FileDataset
 from pydicom.uid import UID
 
 from phigate.deid.header import TrialSubject, deidentify_header
-from phigate.deid.identifiers import collect_identifiers
+from phigate.deid.identifiers import InstanceIdentifiers, collect_identifiers
 from phigate.deid.keys import Keyring
 from phigate.deid.text import TextCleaner
 from phigate.dicom import io as dicom_io
 from phigate.errors import InstanceFiltered, InstanceRejected
+from phigate.pixels.clean import clean_pixels
+from phigate.pixels.rules import PixelRules
+from phigate.pixels.sampling import SeriesScanCache
+from phigate.pixels.settings import pixel_rules
 from phigate.policy.plan import ActionPlan, Filter
 from phigate.record import InstanceResult, Status
 
 UNEXPECTED = "unexpected_error"
+# What the pixel step did, recorded as the action on PixelData.
+PIXELS_REDACTED = "pixels_redacted"
+PIXELS_SCANNED_CLEAN = "pixels_scanned_no_phi"
+PIXELS_REVIEW = "pixels_need_review"
+PIXELS_SKIPPED_BY_SAMPLING = "pixels_skipped_by_sampling"
+_PIXEL_DATA = 0x7FE00010
 
 
 @dataclass
@@ -34,10 +44,14 @@ class Worker:
     subjects: Mapping[str, TrialSubject] | None = None
     max_inflated_bytes: int = dicom_io.DEFAULT_MAX_INFLATED_BYTES
     cleaner: TextCleaner | None = field(default=None)
+    pixel_rules: PixelRules | None = field(default=None)
+    series_cache: SeriesScanCache = field(default_factory=SeriesScanCache)
 
     def __post_init__(self) -> None:
         if self.cleaner is None:
             self.cleaner = TextCleaner(self.plan.text)
+        if self.pixel_rules is None and self.plan.clean_pixels:
+            self.pixel_rules = pixel_rules(self.plan.pixel_settings)
 
 
 @dataclass
@@ -53,8 +67,14 @@ class Outcome:
     pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def process_instance(data: bytes, source_ref: str, worker: Worker) -> Outcome:
-    """De-identify one instance; every failure becomes a record with a reason."""
+def process_instance(
+    data: bytes, source_ref: str, worker: Worker, scan_pixels: bool = True
+) -> Outcome:
+    """De-identify one instance; every failure becomes a record with a reason.
+
+    ``scan_pixels`` is False for a slice that series sampling left out because no text was
+    found in its series' samples (see :mod:`phigate.pipeline.sampling`).
+    """
     record = InstanceResult(
         source_ref=source_ref,
         profile_name=worker.plan.profile_name,
@@ -63,7 +83,7 @@ def process_instance(data: bytes, source_ref: str, worker: Worker) -> Outcome:
     )
     started = time.perf_counter()
     try:
-        outcome = _process(data, record, worker)
+        outcome = _process(data, record, worker, scan_pixels)
     except InstanceRejected as rejected:
         filtered = isinstance(rejected, InstanceFiltered)
         record.status = Status.FILTERED if filtered else Status.QUARANTINED
@@ -78,18 +98,20 @@ def process_instance(data: bytes, source_ref: str, worker: Worker) -> Outcome:
     return outcome
 
 
-def _process(data: bytes, record: InstanceResult, worker: Worker) -> Outcome:
+def _process(data: bytes, record: InstanceResult, worker: Worker, scan_pixels: bool) -> Outcome:
     parsed = dicom_io.read_instance(data, worker.max_inflated_bytes)
     ds = parsed.dataset
     _describe_source(ds, record, parsed.transfer_syntax)
     _apply_filters(ds, worker.plan.filters)
     identifiers = collect_identifiers(ds)
+    pixel_action, pixels_cleaned = _clean_pixels(ds, record, worker, identifiers, scan_pixels)
     header = deidentify_header(
-        ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects
+        ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects, pixels_cleaned
     )
-    _flag_burned_in_risk(ds, record, worker.plan, pixels_cleaned=False)
-    output = _write(ds, parsed.transfer_syntax)
-    record.actions, record.findings = header.actions, header.findings
+    _flag_burned_in_risk(ds, record, worker.plan, pixels_cleaned or pixel_action is not None)
+    output = _write(ds, UID(ds.file_meta.get("TransferSyntaxUID", parsed.transfer_syntax)))
+    record.actions = header.actions | ({"PixelData": pixel_action} if pixel_action else {})
+    record.findings = header.findings + record.findings
     record.study_uid = str(ds.get("StudyInstanceUID", "")) or None
     record.series_uid = str(ds.get("SeriesInstanceUID", "")) or None
     record.sop_instance_uid = str(ds.SOPInstanceUID)
@@ -97,6 +119,36 @@ def _process(data: bytes, record: InstanceResult, worker: Worker) -> Outcome:
     record.status = Status.WRITTEN
     record.bytes_out = len(output)
     return Outcome(record, output, header.pseudonyms)
+
+
+def _clean_pixels(
+    ds: FileDataset,
+    record: InstanceResult,
+    worker: Worker,
+    identifiers: InstanceIdentifiers,
+    scan: bool,
+) -> tuple[str | None, bool]:
+    """Run the pixel step when the profile asks for it; return (PixelData action, cleaned).
+
+    A slice left out by series sampling counts as handled by policy, not as cleaned: its
+    BurnedInAnnotation stays as it was and the Clean Pixel Data code is not written.
+    """
+    if worker.pixel_rules is None or _PIXEL_DATA not in ds._dict:
+        return None, False
+    if not scan:
+        return PIXELS_SKIPPED_BY_SAMPLING, False
+    outcome = clean_pixels(
+        ds, worker.pixel_rules, identifiers.all_values(), cache=worker.series_cache
+    )
+    record.findings.extend(outcome.findings)
+    for reason in outcome.review_reasons:
+        record.flag_for_review(reason)
+    record.timings["pixels"] = outcome.timings.get("total", 0.0)
+    if outcome.skipped_by_sampling:
+        return PIXELS_SKIPPED_BY_SAMPLING, False
+    if outcome.requires_review:
+        return PIXELS_REVIEW, False
+    return (PIXELS_REDACTED if outcome.modified else PIXELS_SCANNED_CLEAN), outcome.fully_scanned
 
 
 def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:

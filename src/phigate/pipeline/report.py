@@ -12,6 +12,49 @@ from typing import Any
 
 from phigate.record import InstanceResult, Status
 
+_SCANNED = ("pixels_redacted", "pixels_scanned_no_phi", "pixels_need_review")
+_NOT_PHI = "non_phi"
+
+
+@dataclass
+class PixelSummary:
+    """Burned-in text: instances scanned, instances with PHI, PHI boxes by kind and fate."""
+
+    scanned: int = 0
+    skipped_by_sampling: int = 0
+    with_phi: int = 0
+    phi_by_kind: Counter[str] = field(default_factory=Counter)
+    phi_by_action: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: InstanceResult) -> None:
+        action = record.actions.get("PixelData")
+        if action in _SCANNED:
+            self.scanned += 1
+        elif action == "pixels_skipped_by_sampling":
+            self.skipped_by_sampling += 1
+        phi = [f for f in record.findings if f.where == "pixel" and f.kind != _NOT_PHI]
+        if phi:
+            self.with_phi += 1
+        self.phi_by_kind.update(f.kind for f in phi)
+        self.phi_by_action.update(f.action for f in phi)
+
+    @property
+    def detection_rate(self) -> float:
+        """Share of scanned instances in which PHI text was found."""
+        return self.with_phi / self.scanned if self.scanned else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instances_scanned": self.scanned,
+            "instances_skipped_by_sampling": self.skipped_by_sampling,
+            "instances_with_phi": self.with_phi,
+            "detection_rate": round(self.detection_rate, 4),
+            "phi_detected": sum(self.phi_by_kind.values()),
+            "phi_cleared": self.phi_by_action.get("cleared", 0),
+            "phi_pending_review": self.phi_by_action.get("review", 0),
+            "phi_by_kind": dict(sorted(self.phi_by_kind.items())),
+        }
+
 
 @dataclass
 class RunSummary:
@@ -35,6 +78,7 @@ class RunSummary:
     actions: dict[str, Counter[str]] = field(default_factory=dict)
     findings: Counter[str] = field(default_factory=Counter)
     timings: Counter[str] = field(default_factory=Counter)
+    pixels: PixelSummary = field(default_factory=lambda: PixelSummary())
 
     def add(self, record: InstanceResult) -> None:
         """Count one record (call exactly once per input)."""
@@ -56,6 +100,7 @@ class RunSummary:
             self.actions.setdefault(keyword, Counter())[action] += 1
         self.findings.update(f"{f.where}:{f.kind}" for f in record.findings)
         self.timings.update(record.timings)
+        self.pixels.add(record)
 
     @property
     def balanced(self) -> bool:
@@ -90,6 +135,7 @@ class RunSummary:
             "review_reasons": dict(sorted(self.review_reasons.items())),
             "actions": {k: dict(sorted(v.items())) for k, v in sorted(self.actions.items())},
             "findings": dict(sorted(self.findings.items())),
+            "pixels": self.pixels.to_dict(),
             "bytes": {"in": self.bytes_in, "out": self.bytes_out},
             "timings": {
                 "elapsed_seconds": round(self.elapsed_seconds, 3),

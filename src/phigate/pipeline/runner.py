@@ -24,6 +24,8 @@ from phigate.dicom.io import DEFAULT_MAX_INFLATED_BYTES
 from phigate.errors import UsageError
 from phigate.pipeline.instance import Outcome, Worker, process_instance
 from phigate.pipeline.report import RunSummary
+from phigate.pipeline.sampling import SamplingPlan, plan_sampling
+from phigate.pixels.settings import pixel_rules
 from phigate.policy.plan import ActionPlan
 from phigate.record import InstanceResult, Status
 
@@ -51,6 +53,7 @@ class RunRequest:
 class _Task:
     path: str
     source_ref: str
+    scan_pixels: bool = True
 
 
 @dataclass
@@ -94,19 +97,47 @@ def run(
     summary = RunSummary(run_id, request.plan.profile_name, request.plan.version, request.workers)
     staging = request.output_dir / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
-    tasks = [_Task(str(p), _source_ref(request, p)) for p in files]
     started = time.perf_counter()
+    tasks = [_Task(str(p), _source_ref(request, p)) for p in files]
+    sampling = _sampling_plan(request, files)
     seen: dict[str, str] = {}
-    for task, done in zip(tasks, _results(request, tasks, staging), strict=True):
-        _settle(request, task, done, seen, run_id)
-        summary.add(done.record)
-        if on_pseudonyms and done.pseudonyms:
-            on_pseudonyms(done.pseudonyms)
-        if on_result:
-            on_result(done.record)
+    series_with_text: set[str] = set()
+
+    def settle(batch: list[_Task]) -> None:
+        for task, done in zip(batch, _results(request, batch, staging), strict=True):
+            _settle(request, task, done, seen, run_id)
+            if any(finding.where == "pixel" for finding in done.record.findings):
+                series_with_text.add(done.record.series_uid or "")
+            summary.add(done.record)
+            if on_pseudonyms and done.pseudonyms:
+                on_pseudonyms(done.pseudonyms)
+            if on_result:
+                on_result(done.record)
+
+    settle([tasks[i] for i in sampling.first_pass(len(tasks))])
+    settle(
+        [
+            _second_pass_task(request, tasks[i], sampling.deferred[i], series_with_text)
+            for i in sampling.second_pass()
+        ]
+    )
     summary.elapsed_seconds = time.perf_counter() - started
     shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+def _sampling_plan(request: RunRequest, files: list[Path]) -> SamplingPlan:
+    if not request.plan.clean_pixels:
+        return SamplingPlan({})
+    return plan_sampling(files, pixel_rules(request.plan.pixel_settings))
+
+
+def _second_pass_task(
+    request: RunRequest, task: _Task, original_series: str, series_with_text: set[str]
+) -> _Task:
+    """A deferred slice is read only if text turned up in its series' samples."""
+    new_series = request.keys.uid(original_series)
+    return _Task(task.path, task.source_ref, scan_pixels=new_series in series_with_text)
 
 
 def _source_ref(request: RunRequest, path: Path) -> str:
@@ -115,12 +146,16 @@ def _source_ref(request: RunRequest, path: Path) -> str:
 
 def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator[_Done]:
     args = (request.plan, request.keys, request.subjects, request.max_inflated_bytes, str(staging))
+    if not tasks:
+        return
+    # Built once in the parent: forked workers inherit the loaded NER model instead of each
+    # loading it again. (The OCR engine loads lazily, after the fork, in each worker.)
+    _init_worker(*args)
     if request.workers <= 1:
-        _init_worker(*args)
         yield from map(_run_task, tasks)
         return
     context = multiprocessing.get_context("fork")
-    with context.Pool(request.workers, initializer=_init_worker, initargs=args) as pool:
+    with context.Pool(request.workers) as pool:
         yield from pool.imap(_run_task, tasks, chunksize=_CHUNK)
 
 
@@ -148,7 +183,7 @@ def _run_task(task: _Task) -> _Done:
         record.reason_detail = f"the file cannot be read ({type(exc).__name__})"
         record.profile_name, record.profile_version = worker.plan.profile_name, worker.plan.version
         return _Done(record, {}, None)
-    outcome = process_instance(data, task.source_ref, worker)
+    outcome = process_instance(data, task.source_ref, worker, task.scan_pixels)
     return _Done(outcome.record, outcome.pseudonyms, _stage(outcome, staging))
 
 

@@ -149,6 +149,7 @@ class ActionPlan:
     filters: tuple[Filter, ...]
     clean_pixels: bool
     require_subject_map: bool
+    pixel_settings: dict[str, Any] = field(default_factory=dict)
     _cache: dict[tuple[int, str, str | None], Rule] = field(default_factory=dict, repr=False)
 
     @property
@@ -235,6 +236,7 @@ def compile_profile(profile: Profile) -> ActionPlan:
         review=_review_settings(doc),
         filters=tuple(_filter(f) for f in doc.get("filters", [])),
         clean_pixels=Option.CLEAN_PIXEL_DATA in options,
+        pixel_settings=dict(doc.get("pixels", {})),
         require_subject_map=bool(doc.get("clinical_trial", {}).get("require_subject_map")),
     )
 

@@ -66,6 +66,64 @@ _PRIVATE_ENTRY: dict[str, Any] = {
     },
 }
 
+_BOX: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0},
+    "minItems": 4,
+    "maxItems": 4,
+}
+
+_PIXELS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "engine": {"enum": ["rapidocr", "tesseract"]},
+        "min_text_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "review_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "redact_all_text": {"type": "boolean"},
+        "unclassified_text": {"enum": ["clear_and_review", "clear", "review"]},
+        "keep_text": _STRINGS,
+        "harmless_words": _STRINGS,
+        "overlays": {"enum": ["remove", "clean", "keep"]},
+        "reencode": {"enum": ["same_lossless", "uncompressed", "rle", "jpeg_ls", "jpeg2000"]},
+        "known_regions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["boxes"],
+                "additionalProperties": False,
+                "properties": {
+                    "label": {"type": "string"},
+                    "manufacturer": {"type": "string"},
+                    "model": {"type": "string"},
+                    "rows": {"type": "integer", "minimum": 1},
+                    "columns": {"type": "integer", "minimum": 1},
+                    "first_frame": {"type": "integer", "minimum": 0},
+                    "last_frame": {"type": "integer", "minimum": 0},
+                    "boxes": {"type": "array", "items": _BOX, "minItems": 1},
+                },
+            },
+        },
+        "scan": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["mode"],
+                "additionalProperties": False,
+                "properties": {
+                    "mode": {"enum": ["all", "sample"]},
+                    "modalities": _STRINGS,
+                    "sop_classes": _STRINGS,
+                    "sample": {
+                        "type": "array",
+                        "items": {"enum": ["first", "middle", "last", "localizer"]},
+                    },
+                },
+            },
+        },
+    },
+}
+
 PROFILE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -153,6 +211,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "pixels": _PIXELS,
         "clinical_trial": {
             "type": "object",
             "additionalProperties": False,
