@@ -44,6 +44,9 @@ from phigate.governance.vault import Vault
 from phigate.pipeline.report import RunSummary
 from phigate.pipeline.runner import RunRequest, check_folders, discover, run
 from phigate.pipeline.subjects import load_subject_map
+from phigate.pixels.engines import check_engine
+from phigate.pixels.settings import pixel_rules
+from phigate.pixels.validation import run_validation
 from phigate.policy.annex_e import load_table
 from phigate.policy.plan import ActionPlan, compile_profile
 from phigate.policy.profile import Profile, builtin_names, load_profile, parse_profile_text
@@ -59,9 +62,11 @@ app = typer.Typer(
 profile_app = typer.Typer(
     help="De-identification profiles and their versions.", no_args_is_help=True
 )
+validate_app = typer.Typer(help="Measure phigate on labelled test data.", no_args_is_help=True)
 key_app = typer.Typer(help="The installation secret and the vault key.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
 app.add_typer(key_app, name="key")
+app.add_typer(validate_app, name="validate")
 for _name, _sub_app in (
     ("db", db_app),
     ("user", user_app),
@@ -452,6 +457,49 @@ def _dictionary_vr(number: int) -> str:
         return str(dictionary_VR(number)).split(" ")[0]
     except KeyError:
         return "UN"
+
+
+@validate_app.command("pixels")
+def validate_pixels(
+    modalities: Annotated[str, typer.Option(help="Comma-separated modalities.")] = (
+        "CT,MR,US,MG,CR,SC"
+    ),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the report.")] = Path(
+        "pixel-validation"
+    ),
+    per_modality: Annotated[int, typer.Option(min=1, help="Images per modality.")] = 3,
+    profile: Annotated[str, typer.Option(help="Profile whose pixel rules are measured.")] = "tcia",
+    seed: Annotated[int, typer.Option(help="Seed of the image generator.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Generate labelled images with burned-in text, clean them, and report how well it went.
+
+    Writes report.json, report.md and report.html (with a plot) into --out: sensitivity,
+    specificity and precision for PHI text per modality, time per image, engine and profile
+    versions.
+    """
+    loaded = load_profile(profile)
+    rules = pixel_rules(compile_profile(loaded).pixel_settings)
+    check_engine(rules.engine)
+    chosen = [m.strip().upper() for m in modalities.split(",") if m.strip()]
+    report = run_validation(out_dir, chosen, per_modality, seed, rules)
+    document = report.to_dict() | {"profile": {"name": loaded.name, "version": loaded.version}}
+    (out_dir / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+    if json_output:
+        out.print_json(json.dumps(document))
+        return
+    table = Table("modality", "images", "sensitivity", "specificity", "precision", "s/image")
+    for row in document["modalities"]:
+        table.add_row(
+            row["modality"],
+            str(row["images"]),
+            f"{row['sensitivity']:.3f}",
+            f"{row['specificity']:.3f}",
+            f"{row['precision']:.3f}",
+            f"{row['seconds_per_image']:.2f}",
+        )
+    out.print(table)
+    out.print(f"report written to {out_dir}/report.md and report.html", markup=False)
 
 
 @app.command()
