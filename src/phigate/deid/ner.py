@@ -23,6 +23,7 @@ text, where the model is less reliable. Text is never logged nor put into an err
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -137,6 +138,17 @@ class SpacyNameFinder:
             if trimmed is not None:
                 spans.append(NameSpan(trimmed[0], trimmed[1], score))
         return tuple(spans)
+
+
+def check_name_finder(model: str = DEFAULT_MODEL) -> None:
+    """Raise NerUnavailable now if the model package is missing, without loading it."""
+    if importlib.util.find_spec("spacy") is None:
+        raise NerUnavailable("spaCy is not installed; install it with: pip install spacy")
+    if importlib.util.find_spec(model) is None:
+        dist = model.replace("_", "-")
+        raise NerUnavailable(
+            f"spaCy model package {model!r} is not installed; install it with: pip install {dist}"
+        )
 
 
 def load_name_finder(model: str = DEFAULT_MODEL) -> NameFinder:

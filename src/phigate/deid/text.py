@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from phigate.deid.identifiers import InstanceIdentifiers
-from phigate.deid.ner import NameFinder, clinical_words, load_name_finder
+from phigate.deid.ner import NameFinder, check_name_finder, clinical_words, load_name_finder
 from phigate.deid.values import shift_date
 from phigate.policy.plan import TextSettings
 
@@ -69,8 +69,14 @@ class TextCleaner:
         self.settings = settings
         self._name_finder = name_finder
         if settings.ner and name_finder is None:
-            self._name_finder = load_name_finder()
+            check_name_finder()  # fail at start-up, not on the first descriptor
         self._cached = lru_cache(maxsize=8192)(self._clean_uncached)
+
+    def _finder(self) -> NameFinder | None:
+        """The NER model, loaded on first use: many runs never reach free text."""
+        if self._name_finder is None and self.settings.ner:
+            self._name_finder = load_name_finder()
+        return self._name_finder
 
     def clean(self, text: str, identifiers: InstanceIdentifiers, day_offset: int) -> CleanedText:
         """Clean ``text`` for the instance whose identifiers are given."""
@@ -83,8 +89,10 @@ class TextCleaner:
     ) -> CleanedText:
         spans = list(_identifier_spans(text, identifiers))
         spans.extend(self._recognizer_spans(text))
-        if self._name_finder is not None:
-            spans.extend((s.start, s.end, "name") for s in self._name_finder.find_names(text))
+        if self.settings.ner and _may_hold_a_name(text):
+            finder = self._finder()
+            if finder is not None:
+                spans.extend((s.start, s.end, "name") for s in finder.find_names(text))
         if not spans:
             return CleanedText(text, ())
         merged = _merge(spans)
@@ -122,6 +130,15 @@ class TextCleaner:
             if shifted is not None:
                 return shifted
         return self.settings.replacement
+
+
+_WORDS = re.compile(r"[^\W\d_]{2,}")
+
+
+def _may_hold_a_name(text: str) -> bool:
+    """Whether any word could be a name: text made only of clinical words skips the model."""
+    vocabulary = clinical_words()
+    return any(word.lower() not in vocabulary for word in _WORDS.findall(text))
 
 
 def _titled_name_span(match: re.Match[str]) -> tuple[int, int] | None:

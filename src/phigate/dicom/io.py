@@ -224,15 +224,20 @@ def _check_file_end(dataset: FileDataset, data: bytes) -> None:
 
 
 def _check_raw_element(element: RawDataElement, size: int, deflated: bool) -> None:
-    keyword = pydicom.datadict.keyword_for_tag(element.tag) or "private or unknown element"
-    if element.length == _UNDEFINED_LENGTH:
+    length = element.length
+    if length == _UNDEFINED_LENGTH:
         return
     value = element.value or b""
-    if len(value) < element.length or (not deflated and element.value_tell + element.length > size):
-        raise InstanceRejected(TRUNCATED, f"the value of {keyword} is cut short")
+    if len(value) < length or (not deflated and element.value_tell + length > size):
+        raise InstanceRejected(TRUNCATED, f"the value of {_keyword(element)} is cut short")
     fixed = _FIXED_VR_SIZES.get(element.VR or "")
-    if fixed and element.length % fixed:
-        raise InstanceRejected(MALFORMED, f"{keyword} has a length that does not fit its VR")
+    if fixed and length % fixed:
+        message = f"{_keyword(element)} has a length that does not fit its VR"
+        raise InstanceRejected(MALFORMED, message)
+
+
+def _keyword(element: RawDataElement) -> str:
+    return pydicom.datadict.keyword_for_tag(element.tag) or "a private or unknown element"
 
 
 def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
