@@ -1,0 +1,1 @@
+"""Benchmarks of phigate against peer tools (benchmark-only dependencies: the `bench` extra)."""
