@@ -469,6 +469,8 @@ def demo(
 ) -> None:
     """Make a sample set with planted PHI, de-identify it, and show that none of it got out."""
     where = resolve_home(home)
+    if not where.key_file.exists():
+        init(home=where.root)
     folder = where.root / "demo"
     if folder.exists():
         shutil.rmtree(folder)

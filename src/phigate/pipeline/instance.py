@@ -21,7 +21,6 @@ from phigate.dicom import io as dicom_io
 from phigate.errors import InstanceFiltered, InstanceRejected
 from phigate.pixels.clean import clean_pixels
 from phigate.pixels.rules import PixelRules
-from phigate.pixels.sampling import SeriesScanCache
 from phigate.pixels.settings import pixel_rules
 from phigate.policy.plan import ActionPlan, Filter
 from phigate.record import InstanceResult, Status
@@ -45,7 +44,6 @@ class Worker:
     max_inflated_bytes: int = dicom_io.DEFAULT_MAX_INFLATED_BYTES
     cleaner: TextCleaner | None = field(default=None)
     pixel_rules: PixelRules | None = field(default=None)
-    series_cache: SeriesScanCache = field(default_factory=SeriesScanCache)
 
     def __post_init__(self) -> None:
         if self.cleaner is None:
@@ -137,9 +135,10 @@ def _clean_pixels(
         return None, False
     if not scan:
         return PIXELS_SKIPPED_BY_SAMPLING, False
-    outcome = clean_pixels(
-        ds, worker.pixel_rules, identifiers.all_values(), cache=worker.series_cache
-    )
+    # No reading memo shared across instances: which instances share a worker depends on
+    # scheduling, and OCR batches (hence readings) depend on what the memo skips, so sharing
+    # would make output depend on the number of workers. Frames of one instance still share.
+    outcome = clean_pixels(ds, worker.pixel_rules, identifiers.all_values())
     record.findings.extend(outcome.findings)
     for reason in outcome.review_reasons:
         record.flag_for_review(reason)

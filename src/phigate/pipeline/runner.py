@@ -14,7 +14,10 @@ import os
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +35,8 @@ from phigate.record import InstanceResult, Status
 STAGING_DIR = ".phigate-staging"
 DUPLICATE = "duplicate_sop_instance_uid"
 UNREADABLE = "unreadable_file"
-_CHUNK = 4
+_IN_FLIGHT_PER_WORKER = 4
+WORKER_CRASHED = "worker_crashed"
 
 
 @dataclass(frozen=True)
@@ -148,15 +152,73 @@ def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator
     args = (request.plan, request.keys, request.subjects, request.max_inflated_bytes, str(staging))
     if not tasks:
         return
-    # Built once in the parent: forked workers inherit the loaded NER model instead of each
-    # loading it again. (The OCR engine loads lazily, after the fork, in each worker.)
+    # Built once in the parent: forked workers inherit it. (The NER model and the OCR engine
+    # load lazily, in each worker, when first needed.)
     _init_worker(*args)
-    if request.workers <= 1:
-        yield from map(_run_task, tasks)
-        return
-    context = multiprocessing.get_context("fork")
-    with context.Pool(request.workers) as pool:
-        yield from pool.imap(_run_task, tasks, chunksize=_CHUNK)
+    with _CrashSafePool(request.workers, request.plan) as pool:
+        yield from pool.run(tasks)
+
+
+class _CrashSafePool:
+    """Worker processes whose death costs one file, not the batch.
+
+    A native decoder can abort its process on a corrupt file (python-gdcm does on some
+    broken JPEG 2000 data). Every file therefore runs in a worker, even with one worker.
+    When a worker dies, the pool is rebuilt and the file at the head of the queue is run
+    alone: if it kills that process too it is quarantined as ``worker_crashed``; the files
+    behind it are submitted again. Results come back in input order.
+    """
+
+    def __init__(self, workers: int, plan: ActionPlan) -> None:
+        self.workers = max(1, workers)
+        self.plan = plan
+        self.executor = self._new_executor(self.workers)
+
+    def __enter__(self) -> _CrashSafePool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _new_executor(workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+    def run(self, tasks: list[_Task]) -> Iterator[_Done]:
+        pending: deque[tuple[_Task, Future[_Done]]] = deque()
+        window = self.workers * _IN_FLIGHT_PER_WORKER
+        for task in tasks:
+            pending.append((task, self.executor.submit(_run_task, task)))
+            if len(pending) >= window:
+                yield self._next(pending)
+        while pending:
+            yield self._next(pending)
+
+    def _next(self, pending: deque[tuple[_Task, Future[_Done]]]) -> _Done:
+        task, future = pending.popleft()
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new_executor(self.workers)
+            waiting = [queued for queued, _ in pending]
+            pending.clear()
+            pending.extend((t, self.executor.submit(_run_task, t)) for t in waiting)
+            return self._alone(task)
+
+    def _alone(self, task: _Task) -> _Done:
+        with self._new_executor(1) as executor:
+            try:
+                return executor.submit(_run_task, task).result()
+            except BrokenProcessPool:
+                return _crashed(task, self.plan)
+
+
+def _crashed(task: _Task, plan: ActionPlan) -> _Done:
+    record = InstanceResult(task.source_ref, reason=WORKER_CRASHED)
+    record.reason_detail = "processing this file ended its worker process (a decoder crash)"
+    record.profile_name, record.profile_version = plan.profile_name, plan.version
+    return _Done(record, {}, None)
 
 
 _state: tuple[Worker, str] | None = None
