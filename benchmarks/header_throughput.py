@@ -422,7 +422,7 @@ def timed_command(cmd: Sequence[str], env: dict[str, str]) -> Command:
     )
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "(no output)"
 
@@ -475,7 +475,7 @@ def setup_phigate(home: Path, profile: str) -> tuple[Phigate | None, str]:
     phigate = Phigate(exe, home, profile)
     init = timed_command([exe, "init"], phigate.env)
     if init.code != 0:
-        return None, f"`phigate init` exited {init.code}: {_last_line(init.stderr)}"
+        return None, f"`phigate init` exited {init.code}: {last_line(init.stderr)}"
     return phigate, ""
 
 
@@ -483,7 +483,7 @@ def run_phigate(phigate: Phigate, src: Path, rel: Sequence[str], workers: int, d
     """Time the CLI over ``src`` (which holds exactly ``rel``); raise if it fails."""
     done = phigate.deidentify(src, dst, workers)
     if done.code != 0:
-        raise RuntimeError(f"`phigate deidentify` exited {done.code}: {_last_line(done.stderr)}")
+        raise RuntimeError(f"`phigate deidentify` exited {done.code}: {last_line(done.stderr)}")
     summary = parse_summary(done.stdout)
     return Run(
         tool=PHIGATE,

