@@ -193,3 +193,40 @@ def test_key_rotation_keeps_pseudonyms_and_re_encrypts_the_vault(
         p.relative_to(tmp_path / "out-again") for p in (tmp_path / "out-again").rglob("*.dcm")
     )
     assert first == second  # same UIDs, hence same paths, after rotation
+
+
+def test_a_site_template_overlays_the_profile_for_its_jobs(
+    home: Path, inputs: Path, tmp_path: Path
+) -> None:
+    """The site's known burned-in region is cleared whatever OCR finds, and outputs name the
+    template version next to the profile version."""
+    template = tmp_path / "north.yaml"
+    template.write_text(
+        "name: north\n"
+        "recognise: {calling_ae_titles: [NORTH_CT]}\n"
+        "burned_in_regions:\n"
+        "  - {manufacturer: '.*', boxes: [[0, 0, 16, 8]]}\n"
+    )
+    run("site", "add", str(template))
+    source = inputs / "CT_small.dcm"
+    only_ct = tmp_path / "ct"
+    only_ct.mkdir()
+    shutil.copy(source, only_ct / "ct.dcm")
+    text = run(
+        "deidentify", str(only_ct), str(tmp_path / "out"), "--profile", "tcia",
+        "--site", "north", "--workers", "1", "--json",
+    )  # fmt: skip
+    report = json.loads(text)
+    assert report["site"]["name"] == "north"
+    [output] = list((tmp_path / "out").rglob("*.dcm"))
+    written = pydicom.dcmread(output)
+    assert f"site {report['site']['template_version']}" in str(written.DeidentificationMethod)
+    before = pydicom.dcmread(source).pixel_array
+    after = written.pixel_array
+    region = (slice(0, 8), slice(0, 16))
+    assert (after[region] != before[region]).any()
+    outside = after.copy()
+    outside[region] = before[region]
+    assert (outside == before).all()
+    job = json.loads(run("job", "show", str(report["job_id"]), "--json"))["job"]
+    assert job["site"] == "north"

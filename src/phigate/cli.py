@@ -41,6 +41,7 @@ from phigate.governance.guards import authorize_reidentification
 from phigate.governance.home import init_home, load_keyring, resolve_home
 from phigate.governance.identity import bootstrap, resolve_cli_identity
 from phigate.governance.jobs import JobStore
+from phigate.governance.sites import get_site
 from phigate.governance.vault import Vault
 from phigate.pipeline.report import RunSummary
 from phigate.pipeline.runner import RunRequest, check_folders, discover, run
@@ -50,7 +51,13 @@ from phigate.pixels.settings import pixel_rules
 from phigate.pixels.validation import run_validation
 from phigate.policy.annex_e import load_table
 from phigate.policy.plan import ActionPlan, compile_profile
-from phigate.policy.profile import Profile, builtin_names, load_profile, parse_profile_text
+from phigate.policy.profile import (
+    Profile,
+    builtin_names,
+    load_profile,
+    parse_profile_text,
+    with_site_template,
+)
 from phigate.record import InstanceResult
 from phigate.samples import find_planted, make_sample_set
 
@@ -154,7 +161,11 @@ def deidentify(
     check_folders(input_dir, output_dir)
     with open_session(database_url(where.root)) as session:
         principal = resolve_cli_identity(session, os.environ)
-        plan = compile_profile(_approved_profile(session, profile))
+        approved = _approved_profile(session, profile)
+        if site is not None:
+            template = get_site(session, principal, site).template
+            approved = with_site_template(approved, site, template)
+        plan = compile_profile(approved)
         subjects = load_subject_map(subject_map) if subject_map else None
         if plan.require_subject_map and subjects is None:
             raise UsageError(f"profile '{plan.profile_name}' needs --subject-map")
@@ -180,6 +191,8 @@ def deidentify(
         vault = Vault(where.vault_file, keys)
         summary = _run_job(store, job.id, request, vault, progress and not json_output)
     document = summary.to_dict() | {"job_id": job.id}
+    if plan.site is not None:
+        document["site"] = {"name": plan.site, "template_version": plan.site_version}
     _write_report(where.reports / summary.run_id / "report.json", document)
     if report:
         _write_report(report, document)

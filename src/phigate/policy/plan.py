@@ -150,12 +150,15 @@ class ActionPlan:
     clean_pixels: bool
     require_subject_map: bool
     pixel_settings: dict[str, Any] = field(default_factory=dict)
+    site: str | None = None
+    site_version: str | None = None
     _cache: dict[tuple[int, str, str | None], Rule] = field(default_factory=dict, repr=False)
 
     @property
     def method_description(self) -> str:
         """The DeidentificationMethod value (LO, at most 64 characters)."""
-        return f"phigate {self.profile_name} {self.version}"[:64]
+        site = f" site {self.site_version}" if self.site_version else ""
+        return f"phigate {self.profile_name} {self.version}{site}"[:64]
 
     @property
     def dates_modified(self) -> bool:
@@ -237,6 +240,8 @@ def compile_profile(profile: Profile) -> ActionPlan:
         filters=tuple(_filter(f) for f in doc.get("filters", [])),
         clean_pixels=Option.CLEAN_PIXEL_DATA in options,
         pixel_settings=dict(doc.get("pixels", {})),
+        site=profile.site,
+        site_version=profile.site_version,
         require_subject_map=bool(doc.get("clinical_trial", {}).get("require_subject_map")),
     )
 

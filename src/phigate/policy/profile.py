@@ -8,8 +8,10 @@ written into every output and every record.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -35,10 +37,36 @@ class Profile:
     version: str
     document: dict[str, Any]
     source: str
+    site: str | None = None
+    site_version: str | None = None
 
     @property
     def title(self) -> str:
         return str(self.document.get("title", self.name))
+
+
+def with_site_template(profile: Profile, site: str, template: Mapping[str, Any]) -> Profile:
+    """The profile overlaid with a site template's PACS quirks.
+
+    The site's safe private tags join the profile's safe list (kept under Retain Safe
+    Private) and its known burned-in regions join the pixel rules. The profile version
+    stays the approved one; the template gets its own content hash, and outputs name both.
+    """
+    document = json.loads(json.dumps(profile.document))
+    safe = [
+        {key: entry[key] for key in ("creator", "group", "element") if key in entry}
+        for entry in template.get("private_tags", [])
+        if entry.get("safe")
+    ]
+    document.setdefault("private", {}).setdefault("safe", []).extend(safe)
+    regions = [
+        {key: region[key] for key in ("manufacturer", "model", "boxes") if key in region}
+        for region in template.get("burned_in_regions", [])
+    ]
+    document.setdefault("pixels", {}).setdefault("known_regions", []).extend(regions)
+    canonical = json.dumps(dict(template), sort_keys=True, separators=(",", ":"))
+    site_version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return dataclasses.replace(profile, document=document, site=site, site_version=site_version)
 
 
 def builtin_names() -> list[str]:
