@@ -230,3 +230,27 @@ def test_a_site_template_overlays_the_profile_for_its_jobs(
     assert (outside == before).all()
     job = json.loads(run("job", "show", str(report["job_id"]), "--json"))["job"]
     assert job["site"] == "north"
+
+
+def test_quarantine_reads_need_a_steward_and_are_audited(
+    home: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (inputs / "cut.dcm").write_bytes((inputs / "CT_small.dcm").read_bytes()[:3000])
+    report = deidentify(inputs, tmp_path / "out")
+    assert report["counts"]["quarantined"] >= 1  # type: ignore[index]
+    refused = CliRunner().invoke(app, ["quarantine", "list"])
+    assert refused.exit_code != 0  # the local admin sees no patient data
+    add_user("stella", "steward")
+    as_user(monkeypatch, "stella")
+    rows = json.loads(run("quarantine", "list", "--json"))
+    assert {row["reason"] for row in rows} >= {"truncated"}
+    reference = next(row["source_ref"] for row in rows if row["reason"] == "truncated")
+    [note] = json.loads(run("quarantine", "show", reference))
+    assert note["source_path"].endswith("cut.dcm")
+    as_user(monkeypatch, None)
+    exported = tmp_path / "audit.jsonl"
+    run("audit", "export", "--out", str(exported))
+    text = exported.read_text()
+    assert "data.read.quarantine" in text
+    assert f"instance:{reference}" in text
+    assert "cut.dcm" not in text

@@ -35,10 +35,10 @@ from phigate.cli_admin import (
 from phigate.errors import PhigateError, UsageError
 from phigate.governance import policy_library
 from phigate.governance.audit import record_event, require
-from phigate.governance.authz import Operation, Resource
+from phigate.governance.authz import Operation, Resource, Zone
 from phigate.governance.database import database_url, open_session
-from phigate.governance.guards import authorize_reidentification
-from phigate.governance.home import init_home, load_keyring, resolve_home
+from phigate.governance.guards import authorize_data_read, authorize_reidentification
+from phigate.governance.home import Home, init_home, load_keyring, resolve_home
 from phigate.governance.identity import bootstrap, resolve_cli_identity
 from phigate.governance.jobs import JobStore
 from phigate.governance.sites import get_site
@@ -71,11 +71,16 @@ app = typer.Typer(
 profile_app = typer.Typer(
     help="De-identification profiles and their versions.", no_args_is_help=True
 )
+quarantine_app = typer.Typer(
+    help="Inputs that could not be processed (raw PHI: stewards and service agents only).",
+    no_args_is_help=True,
+)
 validate_app = typer.Typer(help="Measure phigate on labelled test data.", no_args_is_help=True)
 key_app = typer.Typer(help="The installation secret and the vault key.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
 app.add_typer(key_app, name="key")
 app.add_typer(validate_app, name="validate")
+app.add_typer(quarantine_app, name="quarantine")
 for _name, _sub_app in (
     ("db", db_app),
     ("user", user_app),
@@ -472,6 +477,45 @@ def _dictionary_vr(number: int) -> str:
         return str(dictionary_VR(number)).split(" ")[0]
     except KeyError:
         return "UN"
+
+
+def _quarantine_notes(where: Home) -> list[dict[str, object]]:
+    return [json.loads(path.read_text()) for path in sorted(where.quarantine.glob("*/*.json"))]
+
+
+@quarantine_app.command("list")
+def quarantine_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Every quarantined input: run, keyed reference, reason (the read is audited)."""
+    where = resolve_home(home)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        authorize_data_read(session, principal, zone=Zone.QUARANTINE, objects=["quarantine:all"])
+    columns = ("run_id", "source_ref", "reason", "detail")
+    rows = [{key: note.get(key) for key in columns} for note in _quarantine_notes(where)]
+    if json_output:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("run", "reference", "reason", "detail")
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in columns))
+    out.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    reference: Annotated[str, typer.Argument(help="The keyed reference of a quarantined input.")],
+    home: HomeOption = None,
+) -> None:
+    """One quarantined input's note, including where its source was (raw; audited)."""
+    where = resolve_home(home)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        objects = [f"instance:{reference}"]
+        authorize_data_read(session, principal, zone=Zone.QUARANTINE, objects=objects)
+    notes = [note for note in _quarantine_notes(where) if note.get("source_ref") == reference]
+    if not notes:
+        raise fail("no quarantined input has this reference")
+    out.print_json(json.dumps(notes))
 
 
 @app.command()
