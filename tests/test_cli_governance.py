@@ -135,6 +135,10 @@ def test_rollback_restores_the_previous_version_for_new_jobs(
         as_user(monkeypatch, None)
         versions.append(deidentify(inputs, tmp_path / f"out{number}", "site-b")["profile"])
     assert versions[0] != versions[1]
+    diff = json.loads(run("profile", "diff", "site-b@1", "site-b@2", "--json"))
+    changed = {row["attribute"]: (row["a"], row["b"]) for row in diff["differences"]}
+    assert changed["DeviceSerialNumber"][1] == "keep" != changed["DeviceSerialNumber"][0]
+    assert changed["InstitutionName"][0] == "keep" != changed["InstitutionName"][1]
     as_user(monkeypatch, "sam")
     run("profile", "rollback", "site-b")
     as_user(monkeypatch, None)

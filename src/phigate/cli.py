@@ -420,12 +420,12 @@ def profile_explain(
 
 @profile_app.command("diff")
 def profile_diff(
-    first: Annotated[str, typer.Argument(help="Profile A.")],
-    second: Annotated[str, typer.Argument(help="Profile B.")],
+    first: Annotated[str, typer.Argument(help="Profile A: NAME, NAME@VERSION or a YAML file.")],
+    second: Annotated[str, typer.Argument(help="Profile B: NAME, NAME@VERSION or a YAML file.")],
     json_output: JsonOption = False,
 ) -> None:
-    """List attributes whose action differs between two profiles."""
-    plan_a, plan_b = (compile_profile(load_profile(n)) for n in (first, second))
+    """List attributes whose action differs between two profiles or two library versions."""
+    plan_a, plan_b = (compile_profile(_profile_to_compare(n)) for n in (first, second))
     rows = []
     for number in sorted(_compared_tags(plan_a, plan_b)):
         element_vr = _dictionary_vr(number)
@@ -449,6 +449,19 @@ def profile_diff(
         f"{sorted(o.value for o in plan_a.options - plan_b.options)}; only in B: "
         f"{sorted(o.value for o in plan_b.options - plan_a.options)}"
     )
+
+
+def _profile_to_compare(argument: str) -> Profile:
+    """A built-in or file profile, or any version (approved or not) from the library."""
+    if "@" not in argument:
+        return load_profile(argument)
+    name, _, ref = argument.partition("@")
+    where = resolve_home(None)
+    with open_session(database_url(where.root)) as session:
+        principal = resolve_cli_identity(session, os.environ)
+        require(session, principal, Operation.PROFILE_READ, Resource())
+        version = policy_library.find_version(session, name, ref)
+        return parse_profile_text(version.yaml_text, source=f"{name} v{version.number}")
 
 
 def _compared_tags(*plans: ActionPlan) -> set[int]:
