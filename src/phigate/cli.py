@@ -599,7 +599,9 @@ def validate_pixels(
     rules = pixel_rules(compile_profile(loaded).pixel_settings)
     check_engine(rules.engine)
     chosen = [m.strip().upper() for m in modalities.split(",") if m.strip()]
-    report = run_validation(out_dir, chosen, per_modality, seed, rules)
+    report = run_validation(
+        out_dir, chosen, per_modality, seed, rules, profile=f"{loaded.name} {loaded.version}"
+    )
     document = report.to_dict() | {"profile": {"name": loaded.name, "version": loaded.version}}
     (out_dir / "report.json").write_text(json.dumps(document, indent=2) + "\n")
     if json_output:

@@ -95,3 +95,35 @@ def test_rules_reject_inverted_thresholds() -> None:
         PixelRules(min_text_confidence=0.9, review_threshold=0.5)
     with pytest.raises(PixelRulesError, match="regex"):
         PixelRules(keep_text=("(",))
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("D0B 18/3a/2886", "date"),  # label read with a zero, date garbled
+        ("87-N0V-222", "date"),
+        ("2A21-18-54", "date"),
+        ("Tel 845 -86 7-8532", "other_phi"),  # spaces inside the number
+        ("MedicalCenter", "institution"),  # words run together
+    ],
+)
+def test_garbled_phi_is_still_phi(classifier: TextClassifier, text: str, kind: str) -> None:
+    assert classifier.classify(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    "text", ["SEFIES 3", "AZIAL", "R MLD", "PORTAB LE", "SAGR", "LVER", "THII"]
+)
+def test_misread_harmless_words_stay_harmless(classifier: TextClassifier, text: str) -> None:
+    verdict = classifier.classify(text)
+    assert verdict.kind == "non_phi" and verdict.basis == "harmless_misread"
+
+
+@pytest.mark.parametrize("text", ["Dean", "Okafor", "Lisa"])
+def test_listed_names_win_over_near_harmless_words(classifier: TextClassifier, text: str) -> None:
+    assert classifier.classify(text).kind == "name"
+
+
+def test_a_bare_label_is_marked_for_its_neighbour(classifier: TextClassifier) -> None:
+    verdict = classifier.classify("MRN:")
+    assert verdict.kind == "non_phi" and verdict.basis == "phi_label_alone"

@@ -22,7 +22,7 @@ from phigate.pixels import (
     clean_pixels,
 )
 from phigate.pixels.pixeldata import display_window, load_pixels, render_frame
-from phigate.pixels.validation import run_validation
+from phigate.pixels.validation import generate_cases, run_validation
 
 from .helpers import burn, cleared_boxes, pixels4d, same_outside
 
@@ -92,18 +92,42 @@ def test_series_sampling_scans_samples_and_escalates_on_text(engine: OcrEngine) 
     assert later.fully_scanned and not later.skipped_by_sampling
 
 
-def test_validation_generator_meets_bounds(engine: OcrEngine, tmp_path: Path) -> None:
-    report = run_validation(tmp_path, per_modality=1, engine=engine)
-    total_phi = sum(s.phi_total for s in report.per_modality.values())
-    removed = sum(s.phi_removed for s in report.per_modality.values())
-    harmless = sum(s.non_phi_total for s in report.per_modality.values())
-    kept = sum(s.non_phi_kept for s in report.per_modality.values())
+def test_validation_meets_the_issue_bounds_on_a_small_set(
+    engine: OcrEngine, tmp_path: Path
+) -> None:
+    """Two images per modality (seed 0): 10-25 PHI and 8-20 harmless labels per modality.
+
+    On so few labels one miss drops sensitivity to 90-96 %, so the bounds of the issue
+    (>= 99 % and >= 95 % per modality) mean here: no PHI label missed and at most one
+    harmless label lost. The engine is deterministic for a given seed, so this is a
+    regression check; the statistically meaningful figures are the committed report in
+    docs/pixel-validation (40 images per modality).
+    """
+    report = run_validation(tmp_path, per_modality=2, engine=engine, profile="tcia (test)")
     assert set(report.per_modality) == {"CT", "MR", "US", "MG", "CR", "SC"}
-    assert total_phi >= 30 and harmless >= 24
-    assert removed / total_phi >= 0.85
-    assert kept / harmless >= 0.85
-    for name in ("report.json", "report.md", "report.html", "report.png"):
-        assert (tmp_path / name).stat().st_size > 0
-    data = json.loads((tmp_path / "report.json").read_text())
+    for score in report.per_modality.values():
+        assert score.phi_total >= 10 and score.non_phi_total >= 8
+        assert score.sensitivity >= 0.99, score.summary()
+        assert score.specificity >= 0.95, score.summary()
+    assert {"CT", "MR"} == set(report.text_free)
+    assert all(free.changed == 0 for free in report.text_free.values())
+
+
+def test_validation_report_files_hold_labels_never_text(engine: OcrEngine, tmp_path: Path) -> None:
+    report = run_validation(tmp_path, ["CT", "US"], per_modality=1, engine=engine, profile="p 1")
+    texts = {
+        name: (tmp_path / name).read_text() for name in ("report.json", "report.md", "report.html")
+    }
+    assert (tmp_path / "report.png").stat().st_size > 0
+    data = json.loads(texts["report.json"])
     assert {m["modality"] for m in data["modalities"]} == set(report.per_modality)
-    assert "^" not in (tmp_path / "report.json").read_text()  # labels only, never the text
+    for key in ("phigate", "engine", "rules_version", "profile_label"):
+        assert data[key]
+    for page in (texts["report.md"], texts["report.html"]):
+        assert report.engine in page and report.rules_version in page and "p 1" in page
+    drawn = set()
+    for case in generate_cases(["CT", "US"], per_modality=1, seed=0):
+        for value in case.identifiers.values():
+            drawn |= {part for part in re.split(r"[\^ ]", value) if len(part) >= 4}
+    for name, text in texts.items():
+        assert not [value for value in drawn if value.upper() in text.upper()], name

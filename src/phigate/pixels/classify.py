@@ -7,8 +7,13 @@ Order matters and goes from the most to the least specific evidence:
 3. recognisers for dates and times, phone numbers, e-mail, ID-like digit runs, ages,
    institutions, labelled values (``MRN: ...``) and person names;
 4. text made only of harmless tokens (clinical vocabulary, numbers, units, device codes);
-5. anything else is *unclassified*: the profile decides whether it is cleared, reviewed or
+5. text whose unknown words are one OCR slip from harmless vocabulary (``AXlAL``,
+   ``SEFIES``, ``SAGR`` for ``SAG R``), after the name lists had their say;
+6. anything else is *unclassified*: the profile decides whether it is cleared, reviewed or
    both.
+
+Many digits in one run (six or more: ``18/3a/2886``, ``2A21-18-54``) mean a date or an ID
+even when OCR garbled the separators, so they are PHI before any harmless-token check.
 
 The verdict never carries the text, only its kind and how sure the judgement is.
 """
@@ -16,7 +21,7 @@ The verdict never carries the text, only its kind and how sure the judgement is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from phigate.pixels.defaults import HONORIFICS, INSTITUTION_WORDS, PHI_LABELS, UNITS
@@ -27,6 +32,7 @@ from phigate.pixels.rules import PixelRules
 PHI_KINDS = ("name", "id", "date", "institution", "other_phi")
 NON_PHI = "non_phi"
 UNCLASSIFIED = "unclassified"
+LABEL_ALONE = "phi_label_alone"  # basis of a bare label (``MRN:``): harmless unless next to PHI
 
 _MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*\.?"
 _RECOGNISERS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
@@ -56,6 +62,11 @@ _CARET_NAME = re.compile(r"[A-Za-z][A-Za-z'-]+\^+[A-Za-z]")
 _COMMA_NAME = re.compile(r"^\s*([A-Za-z][A-Za-z'-]+)\s*,\s*([A-Za-z][A-Za-z'-]+)")
 _HONORIFIC = re.compile(rf"\b(?:{'|'.join(HONORIFICS)})\.?\s+[A-Za-z][A-Za-z'-]+", re.IGNORECASE)
 _LABEL_KINDS = dict(PHI_LABELS)
+_INSTITUTION_SET = frozenset(INSTITUTION_WORDS)
+_ORIENTATION = frozenset("LRAPHFSI")
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_UNFOLD = str.maketrans("0158", "OISB")
+_DECIMAL = re.compile(r"[-+]?\d{1,4}[.,]\d+[A-Z%]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +114,45 @@ class TextClassifier:
         for kind, pattern, confidence in _RECOGNISERS:
             if pattern.search(norm):
                 return Verdict(kind, confidence, basis="pattern")
+        digits = _digit_run(norm)
+        if digits is not None:
+            return digits
         tokens = [t.strip(".-'") for t in _TOKEN.findall(norm)]
         unknown = [t for t in tokens if t and not self.is_harmless(t)]
+        labelled = _labelled(tokens, unknown)
+        if labelled is not None:
+            return labelled
+        if len(tokens) == 1 and label_kind(tokens[0]):
+            return Verdict(NON_PHI, 0.9, basis=LABEL_ALONE)
         if not unknown:
             return Verdict(NON_PHI, 0.9, basis="harmless_tokens")
         return (
             _institution(tokens)
-            or _labelled(tokens, unknown)
             or _person_name(norm, unknown)
+            or self._misread_harmless(tokens, unknown)
             or Verdict(UNCLASSIFIED, 0.3, basis="unknown_words")
         )
+
+    def _misread_harmless(self, tokens: list[str], unknown: list[str]) -> Verdict | None:
+        """Harmless vocabulary read with one OCR slip, split or run together. Reached only
+        after the identifier, pattern and name checks found nothing."""
+        if self.is_known_word("".join(tokens).upper()):
+            return Verdict(NON_PHI, 0.7, basis="harmless_misread")
+        if all(self._near_known(t.upper()) for t in unknown):
+            return Verdict(NON_PHI, 0.7, basis="harmless_misread")
+        return None
+
+    def _near_known(self, token: str) -> bool:
+        if not token.isalpha() or len(token) < 3:
+            return False
+        if _splits_into(token, self.is_known_word):
+            return True
+        edits = _substitutions(token) if len(token) == 3 else _single_edits(token)
+        return any(self.is_known_word(e) for e in edits if len(e) >= 3)
+
+    def is_known_word(self, word: str) -> bool:
+        """A word of the harmless vocabulary, possibly with a laterality prefix (``RMLO``)."""
+        return word in self._harmless or (word[:1] in "LR" and word[1:] in self._harmless)
 
     def is_harmless(self, token: str) -> bool:
         """A token that is clinical vocabulary, a number, a measurement or a device code."""
@@ -129,6 +169,48 @@ class TextClassifier:
         return 0 < digits <= 3 and len(upper) <= 7  # device/probe codes: L12-5, TAC1, DR60
 
 
+def _digit_run(norm: str) -> Verdict | None:
+    """Six or more digits in one run of text without spaces (or five in a run of seven
+    characters or more, half of them digits: ``D107DD11``): a date or an identifier, however
+    OCR garbled it. Decimal measurements (``1234.56``) are not."""
+    for chunk in norm.split():
+        digits = sum(c.isdigit() for c in chunk)
+        mostly_digits = digits >= 5 and len(chunk) >= 7 and 2 * digits >= len(chunk)
+        if (digits < 6 and not mostly_digits) or _DECIMAL.fullmatch(chunk):
+            continue
+        dated = re.search(r"\w[-/.]\w+[-/.]\w", chunk) is not None
+        return Verdict("date" if dated else "id", 0.75, basis="digit_run")
+    return None
+
+
+def _splits_into(token: str, known: Callable[[str], bool]) -> bool:
+    """The token is two harmless words run together (``SAGR``: ``SAG`` and ``R``); one of
+    them has three letters at least."""
+    for cut in range(1, len(token)):
+        head, tail = token[:cut], token[cut:]
+        if max(len(head), len(tail)) < 3:
+            continue
+        if all(known(p) or p in _ORIENTATION for p in (head, tail)):
+            return True
+    return False
+
+
+def _substitutions(token: str) -> Iterator[str]:
+    for i in range(len(token)):
+        for char in _LETTERS:
+            yield token[:i] + char + token[i + 1 :]
+
+
+def _single_edits(token: str) -> Iterator[str]:
+    """Every word one deletion, substitution or insertion away (Damerau's OCR slips)."""
+    for i in range(len(token)):
+        yield token[:i] + token[i + 1 :]
+    yield from _substitutions(token)
+    for i in range(len(token) + 1):
+        for char in _LETTERS:
+            yield token[:i] + char + token[i:]
+
+
 def _small_number(token: str) -> bool:
     """Measurements and counters have at most four digits before the decimal point."""
     integer = re.match(r"[-+]?(\d+)", token)
@@ -138,6 +220,8 @@ def _small_number(token: str) -> bool:
 def _institution(tokens: list[str]) -> Verdict | None:
     if any(t.upper() in INSTITUTION_WORDS for t in tokens):
         return Verdict("institution", 0.8, basis="institution_word")
+    if any(_splits_into(t.upper(), _INSTITUTION_SET.__contains__) for t in tokens if len(t) >= 8):
+        return Verdict("institution", 0.75, basis="institution_words_joined")
     if any(_near_institution_word(t.upper()) for t in tokens if len(t) >= 6):
         return Verdict("institution", 0.7, basis="institution_word_misread")
     return None
@@ -153,12 +237,29 @@ def _near_institution_word(token: str) -> bool:
 
 
 def _labelled(tokens: list[str], unknown: list[str]) -> Verdict | None:
-    """``MRN: X12``, ``Name: Smith``: a PHI label followed by a value that is not harmless."""
+    """``MRN: X12``, ``Name: Smith``, ``Tel 845 -86 7-8532``: a PHI label followed by a
+    value that is not harmless, or by four digits or more however they are spaced."""
     for token in tokens:
-        kind = _LABEL_KINDS.get(token.upper())
-        if kind and any(u.upper() != token.upper() for u in unknown):
+        kind = label_kind(token)
+        if not kind:
+            continue
+        digits = sum(c.isdigit() for t in tokens if t != token for c in t)
+        if digits >= 4 or any(u.upper() != token.upper() for u in unknown):
             return Verdict(kind, 0.8, basis="label")
     return None
+
+
+def label_kind(token: str) -> str | None:
+    """The PHI kind a label word announces (``DOB``, ``MRN``, ``D0B``), if it is one."""
+    upper = token.upper().strip(":#.")
+    return _LABEL_KINDS.get(upper) or _LABEL_KINDS.get(_unfold(upper))
+
+
+def _unfold(token: str) -> str:
+    """Digits OCR reads for letters, back as letters (``D0B`` is ``DOB``)."""
+    if not any(c.isalpha() for c in token):
+        return token
+    return token.translate(_UNFOLD)
 
 
 def _person_name(norm: str, unknown: list[str]) -> Verdict | None:

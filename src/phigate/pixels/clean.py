@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from pydicom import Dataset
 
-from phigate.pixels.classify import TextClassifier, Verdict
+from phigate.pixels.classify import LABEL_ALONE, TextClassifier, Verdict
 from phigate.pixels.engines import OcrEngine, load_engine
 from phigate.pixels.overlays import clear_overlay_boxes, handle_overlays
 from phigate.pixels.pixeldata import (
@@ -52,6 +55,9 @@ class PixelOutcome:
 
     A finding's ``frame`` is ``None`` when the same text sat at the same place on several
     frames (a static annotation of a cine loop); its box then applies to each of them.
+    ``detector_passes`` counts the detector's first passes (second looks on crops are not
+    counted) and ``recognitions`` the boxes read: both 0 when the stroke cues found nothing
+    text-like, for throughput reports and tests.
     """
 
     findings: tuple[PHIFinding, ...] = ()
@@ -65,6 +71,8 @@ class PixelOutcome:
     text_found: bool = False
     transfer_syntax_uid: str = ""
     engine: str = ""
+    detector_passes: int = 0
+    recognitions: int = 0
 
     @property
     def requires_review(self) -> bool:
@@ -138,6 +146,7 @@ class _Run:
         self.reasons: list[str] = []
         self.modified = False
         self.text_found = False
+        self.work = {"detector_passes": 0, "recognitions": 0}
 
     def engine(self) -> OcrEngine:
         if self._engine is None:
@@ -163,6 +172,7 @@ class _Run:
             if hasattr(self.ds, "file_meta")
             else "",
             engine=self._engine.version if self._engine is not None else "",
+            **self.work,
         )
 
     # --- overlays -------------------------------------------------------------------
@@ -207,6 +217,8 @@ class _Run:
         if self.text_found and self.cache is not None:
             self.cache.record_text(series)
         decisions = [d for d in map(self._decide, scanner.report.pieces) if d is not None]
+        decisions = [self._label_next_to_phi(d, decisions) for d in decisions]
+        decisions += _repeated_on_other_frames(decisions, image)
         boxes = self._boxes_to_clear(decisions)
         self._add_region_boxes(boxes, regions, image.count)
         self._write(image, boxes)
@@ -238,10 +250,11 @@ class _Run:
             scanner.scan(rest)  # new text in a sampled frame: read every frame
         elif rest:
             scanner.scan(scanner.cover_static(rest))
-        self.text_found = bool(scanner.report.pieces)
+        self.text_found = any(not self._is_noise(p) for p in scanner.report.pieces)
         report = scanner.report
         self.timings["detect"] = report.detect_seconds
         self.timings["recognize"] = report.recognize_seconds
+        self.work = {"detector_passes": report.detections, "recognitions": report.recognitions}
         return scanner
 
     def _write(self, image: PixelImage, boxes: dict[int, list[Box]]) -> None:
@@ -271,7 +284,7 @@ class _Run:
         """What to do with one piece; ``None`` for detector noise (no letters to speak of,
         read with low confidence: a speck of anatomy, not text)."""
         rules, reading = self.rules, piece.reading
-        if reading.confidence < rules.min_text_confidence and _is_speck(reading.text):
+        if self._is_noise(piece):
             return None
         verdict = self.classifier.classify(reading.text)
         reasons: list[str] = []
@@ -292,6 +305,23 @@ class _Run:
         confidence = round(min(reading.confidence, verdict.confidence), 3)
         box = self._grown(piece.box) if action == "cleared" else piece.box
         return _Decision(piece, box, verdict, action, kind, confidence, tuple(reasons))
+
+    def _is_noise(self, piece: TextPiece) -> bool:
+        """Detector noise: at most one letter or digit, read with low confidence (a speck
+        of anatomy). It is neither judged nor counted as text found."""
+        reading = piece.reading
+        return reading.confidence < self.rules.min_text_confidence and _is_speck(reading.text)
+
+    def _label_next_to_phi(self, d: _Decision, decisions: Sequence[_Decision]) -> _Decision:
+        """A bare PHI label (``MRN:``, ``DOB``) read apart from the value right after it on
+        the same line goes with that value: the line is cleared whole."""
+        if d.verdict.basis != LABEL_ALONE or d.action == "cleared":
+            return d
+        for other in decisions:
+            same_frame = other.piece.frame == d.piece.frame
+            if other.action == "cleared" and same_frame and _next_on_line(d.box, other.box):
+                return replace(d, box=self._grown(d.box), action="cleared", kind=other.kind)
+        return d
 
     def _grown(self, box: Box) -> Box:
         margin = self.rules.box_margin
@@ -356,6 +386,66 @@ class _Run:
             self.ds.BurnedInAnnotation = "NO"
         elif left_behind:
             self.ds.BurnedInAnnotation = "YES"
+
+
+def _repeated_on_other_frames(decisions: Sequence[_Decision], image: PixelImage) -> list[_Decision]:
+    """Text judged PHI on one frame, also cleared on every other frame that shows the same
+    glyphs at the same place.
+
+    Faint small text over a moving cine background can be found on one frame and missed on
+    the next; its ink (the pixels of the box that stand out from the box's median) is
+    stored the same on every frame where the annotation sits, so those frames get the
+    same box without another OCR pass.
+    """
+    if image.count < 2:
+        return []
+    cleared = [d for d in decisions if d.action == "cleared"]
+    have = {(d.piece.frame, d.box) for d in cleared}
+    cleared = [d for d in cleared if d.verdict.is_phi]  # not text merely unreadable
+    extra: list[_Decision] = []
+    for d in cleared:
+        ink = _ink(image.frames[d.piece.frame], d.piece.box)
+        if ink is None:
+            continue
+        for frame in range(image.count):
+            if (frame, d.box) not in have and _same_ink(image.frames[frame], d.piece.box, ink):
+                have.add((frame, d.box))
+                extra.append(replace(d, piece=replace(d.piece, frame=frame)))
+    return extra
+
+
+_INK_SHARE = 0.85  # share of the ink pixels that must be stored identically
+_INK_LEVEL = 0.6  # ink: at least this share of the box's largest departure from its median
+
+
+def _ink(frame: NDArray[Any], box: Box) -> tuple[NDArray[np.bool_], NDArray[Any]] | None:
+    """The pixels of ``box`` that stand out from its median, and their stored values."""
+    x, y, w, h = box
+    crop = frame[y : y + h, x : x + w]
+    flat = crop.reshape(h, w, -1).astype(np.float64)
+    distance = np.abs(flat - np.median(flat, axis=(0, 1))).max(axis=-1)
+    spread = float(distance.max())
+    if spread <= 0:
+        return None
+    mask = distance >= _INK_LEVEL * spread
+    return (mask, crop[mask]) if int(mask.sum()) >= 4 else None
+
+
+def _same_ink(frame: NDArray[Any], box: Box, ink: tuple[NDArray[np.bool_], NDArray[Any]]) -> bool:
+    x, y, w, h = box
+    mask, values = ink
+    here = frame[y : y + h, x : x + w][mask]
+    same = here == values
+    share = same.all(axis=-1).mean() if same.ndim > 1 else same.mean()
+    return bool(share >= _INK_SHARE)
+
+
+def _next_on_line(label: Box, value: Box) -> bool:
+    """``value`` starts within one line height after ``label`` ends, on the same line."""
+    height = max(label[3], value[3])
+    top, bottom = max(label[1], value[1]), min(label[1] + label[3], value[1] + value[3])
+    gap = value[0] - (label[0] + label[2])
+    return bottom - top >= 0.5 * min(label[3], value[3]) and -label[2] < gap <= height
 
 
 def _is_speck(text: str) -> bool:

@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from phigate.pixels.cues import text_areas
 from phigate.pixels.engines import OcrEngine, Reading, RgbImage, TextRegion
+from phigate.pixels.refine import complete_lines, small_text_pass, split_blobs
 from phigate.pixels.rules import Box
 
 # How far around changed pixels the detector looks, so a changed glyph is seen with its word.
@@ -185,18 +187,38 @@ class FrameScanner:
         return image
 
     def _detect(self, image: RgbImage, offset: tuple[int, int]) -> list[TextRegion]:
+        """Text lines in ``image`` (a frame or a crop at ``offset``), in frame coordinates.
+
+        The stroke cues (:mod:`phigate.pixels.cues`) say where text may be; the detector
+        looks there (or at the whole image), then takes second looks where it is weakest
+        (:mod:`phigate.pixels.refine`).
+        """
         start = time.perf_counter()
-        scale = min(1.0, self._max_side / max(image.shape[:2]))
-        small = image if scale == 1.0 else _shrink(image, scale)
-        regions = self._engine.detect(small)
-        self.report.detect_seconds += time.perf_counter() - start
-        self.report.detections += 1
-        ox, oy = offset
+        areas = text_areas(image)
+        if areas is None:
+            areas = [(0, 0, image.shape[1], image.shape[0])]
+        first = [r for area in areas for r in self._first_pass(image, area)]
         tallest = max(MIN_TALLEST_LINE, TALLEST_LINE_SHARE * self._decoded.shape[1])
+        lines = [r for r in first if r.box[3] <= tallest]
+        blobs = [r for r in first if r.box[3] > tallest]
+        if lines:  # text here: small faint lines may be near (refine.small_text_pass)
+            lines += [r for a in areas for r in small_text_pass(self._engine, image, a, lines)]
+        lines += [r for r in split_blobs(self._engine, image, blobs) if r.box[3] <= tallest]
+        regions = complete_lines(self._engine, image, lines)
+        self.report.detect_seconds += time.perf_counter() - start
+        self.report.detections += len(areas)
+        ox, oy = offset
+        return [replace(r, box=_grow(r.box, ox, oy, image.shape)) for r in regions]
+
+    def _first_pass(self, image: RgbImage, area: Box) -> list[TextRegion]:
+        """The detector over one area of ``image`` (shrunk to the rules' largest side)."""
+        x, y, w, h = area
+        crop = image[y : y + h, x : x + w]
+        scale = min(1.0, self._max_side / max(crop.shape[:2]))
+        small = crop if scale == 1.0 else _shrink(crop, scale)
         return [
-            TextRegion(box=_grow(_unscale(r.box, scale), ox, oy, image.shape), score=r.score)
-            for r in regions
-            if r.box[3] / scale <= tallest  # a blob the height of the image is not a line
+            replace(r, box=_offset(_unscale(r.box, scale), x, y))
+            for r in self._engine.detect(np.ascontiguousarray(small))
         ]
 
     def _read(self, index: int, image: RgbImage, regions: list[TextRegion]) -> list[TextPiece]:
@@ -292,6 +314,10 @@ def _unscale(box: Box, scale: float) -> Box:
         return box
     x, y, w, h = box
     return (int(x / scale), int(y / scale), int(np.ceil(w / scale)), int(np.ceil(h / scale)))
+
+
+def _offset(box: Box, x: int, y: int) -> Box:
+    return (box[0] + x, box[1] + y, box[2], box[3])
 
 
 def _grow(box: Box, ox: int, oy: int, shape: tuple[int, ...]) -> Box:

@@ -1,0 +1,127 @@
+"""Finding text the first detector pass misses, and not looking where there is none:
+stroke cues before the detector, second looks on small lines and inside anatomy blobs,
+static annotations carried across frames. Real OCR engine throughout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+from pydicom import Dataset
+from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from phigate.pixels import OcrEngine, PixelRules, clean_pixels
+from phigate.pixels.cues import text_areas
+from phigate.pixels.engines import TextRegion
+from phigate.pixels.pixeldata import display_window, load_pixels, render_frame
+from phigate.pixels.refine import complete_lines
+from phigate.pixels.validation import generate_cases
+
+from .helpers import blanked, burn, pixels4d, same_outside
+
+
+def _phantom_ct() -> Dataset:
+    """A text-free CT slice: air, a soft-tissue body with a denser organ, gentle noise."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:512, 0:512]
+    body = ((yy - 256) / 200.0) ** 2 + ((xx - 256) / 170.0) ** 2 < 1
+    organ = ((yy - 230) / 60.0) ** 2 + ((xx - 300) / 45.0) ** 2 < 1
+    hu = np.where(body, 40.0, -1000.0) + np.where(organ, 30.0, 0.0)
+    hu += rng.normal(0.0, 6.0, hu.shape)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Modality, ds.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.set_pixel_data(hu.astype(np.int16), "MONOCHROME2", 16, generate_instance_uid=False)
+    return ds
+
+
+def test_text_free_ct_slice_skips_detection_and_recognition(engine: OcrEngine) -> None:
+    ds = _phantom_ct()
+    before = pixels4d(ds)
+    outcome = clean_pixels(ds, PixelRules(), {"PatientName": "DOE^JOHN"}, engine=engine)
+    assert outcome.detector_passes == 0 and outcome.recognitions == 0
+    assert not outcome.text_found and not outcome.modified
+    assert outcome.fully_scanned and ds.BurnedInAnnotation == "NO"
+    assert np.array_equal(before, pixels4d(ds))
+
+
+def test_text_free_anatomy_is_read_nowhere(engine: OcrEngine) -> None:
+    """A real head CT: strokes of bone make the detector look, but nothing is read."""
+    ds = pydicom.dcmread(get_testdata_file("693_UNCR.dcm"))
+    outcome = clean_pixels(ds, PixelRules(), [], engine=engine)
+    assert outcome.recognitions == 0 and not outcome.text_found and not outcome.modified
+
+
+def test_the_same_slice_with_text_is_not_skipped(engine: OcrEngine) -> None:
+    ds = _phantom_ct()
+    arr = ds.pixel_array.copy()
+    box = burn(arr, "DOE^JOHN 1987-05-06", 20, 470, 10, 300)  # faint: 300 HU over air
+    ds.PixelData = arr.astype("<i2").tobytes()
+    before = pixels4d(ds)
+    outcome = clean_pixels(ds, PixelRules(), {"PatientName": "DOE^JOHN"}, engine=engine)
+    assert outcome.detector_passes > 0
+    assert blanked(before, pixels4d(ds), box)
+
+
+def test_stroke_cues_cover_every_drawn_label() -> None:
+    """The cheap look never narrows the detector's view past a piece of text."""
+    for case in generate_cases(per_modality=2, seed=3):
+        image = load_pixels(case.dataset)
+        window = display_window(image)
+        for frame in range(image.count):
+            areas = text_areas(render_frame(case.dataset, image, frame, window))
+            if areas is None:
+                continue
+            for label in (lb for lb in case.labels if lb.frame == frame):
+                assert any(_inside(label.box, area) for area in areas), (case.name, label)
+
+
+def test_partly_found_small_line_is_completed(engine: OcrEngine) -> None:
+    image = np.zeros((120, 320, 3), dtype=np.uint8)
+    box = burn(image, "David Johnson 1987-05-06", 40, 50, 10, (150, 150, 150))
+    first_word = TextRegion((box[0] - 2, box[1] - 3, 32, box[3] + 6), 0.6)
+    lines = complete_lines(engine, image, [first_word])
+    assert any(_inside(box, r.box) for r in lines)
+
+
+def test_text_over_anatomy_is_found_inside_the_detector_blob(engine: OcrEngine) -> None:
+    """On this head CT the first pass returns one blob the size of the frame; text inside
+    the skull is found by second looks at line-shaped strokes within it."""
+    ds = pydicom.dcmread(get_testdata_file("693_UNCR.dcm"))
+    arr = ds.pixel_array.copy()
+    box = burn(arr, "MRN 55512345", 200, 250, 10, int(arr.max()))
+    ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+    before = pixels4d(ds)
+    outcome = clean_pixels(ds, PixelRules(), [], engine=engine)
+    after = pixels4d(ds)
+    assert blanked(before, after, box)
+    assert same_outside(before, after, [f.box for f in outcome.findings if f.box is not None])
+
+
+def test_static_annotation_found_on_one_frame_is_cleared_on_all(engine: OcrEngine) -> None:
+    """A cine loop with moving speckle and a fixed faint caption: every frame loses it."""
+    rng = np.random.default_rng(11)
+    frames = rng.integers(20, 90, size=(4, 240, 320), dtype=np.uint8)
+    boxes = [burn(frames[f], "SMITH^ANNA", 60, 200, 9, 140) for f in range(4)]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Modality, ds.SOPClassUID = "US", "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.set_pixel_data(frames, "MONOCHROME2", 8, generate_instance_uid=False)
+    before = pixels4d(ds)
+    clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
+    after = pixels4d(ds)
+    assert all(blanked(before, after, box, f) for f, box in enumerate(boxes))
+
+
+def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2]
+        and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
