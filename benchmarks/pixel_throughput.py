@@ -63,7 +63,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-from benchmarks.header_throughput import last_line, parse_summary
+from benchmarks.header_throughput import Phigate, last_line, parse_summary, setup_phigate
 
 PHIGATE = "phigate"
 PRESIDIO = "presidio"
@@ -567,29 +567,6 @@ def log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- phigate
-
-
-@dataclass(frozen=True)
-class Phigate:
-    exe: str
-    home: Path
-    profile: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PHIGATE_HOME": str(self.home)}
-
-
-def setup_phigate(home: Path, profile: str) -> tuple[Phigate | None, str]:
-    beside_python = Path(sys.executable).with_name("phigate")
-    exe = shutil.which("phigate") or shutil.which(beside_python)
-    if exe is None:
-        return None, "no `phigate` command on PATH (pip install -e .)"
-    phigate = Phigate(exe, home, profile)
-    done = subprocess.run([exe, "init"], env=phigate.env, capture_output=True, text=True)
-    if done.returncode != 0:
-        return None, f"`phigate init` exited {done.returncode}: {last_line(done.stderr)}"
-    return phigate, ""
 
 
 def run_phigate(phigate: Phigate, corpus: Corpus, workers: int, out: Path) -> Run:
