@@ -236,6 +236,49 @@ def test_a_site_template_overlays_the_profile_for_its_jobs(
     assert job["site"] == "north"
 
 
+def test_site_profile_and_modality_defaults_govern_its_jobs(
+    home: Path, inputs: Path, tmp_path: Path
+) -> None:
+    """Without --profile the site's profile runs; MR gets the site's MR profile, CT goes to
+    review with its pixels left alone; the job names every profile version it used."""
+    template = tmp_path / "north.yaml"
+    template.write_text(
+        "name: north\n"
+        "profile: tcia\n"
+        "modality_defaults:\n"
+        "  MR: {profile: basic}\n"
+        "  CT: {requires_review: true, pixel_cleaning: false}\n"
+    )
+    run("site", "add", str(template))
+    out = tmp_path / "out"
+    text = run("deidentify", str(inputs), str(out), "--site", "north", "--workers", "1", "--json")
+    report = json.loads(text)
+    assert report["profile"]["name"] == "tcia"
+    assert report["review_reasons"] == {"profile_reviews_every_instance_of_this_modality": 1}
+    assert report["pixels"]["instances_scanned"] == 0
+    methods = {
+        str(ds.Modality): str(ds.DeidentificationMethod)
+        for ds in map(pydicom.dcmread, out.rglob("*.dcm"))
+    }
+    mr_version = report["modality_profiles"]["MR"]["version"]
+    assert methods["MR"].startswith(f"phigate basic {mr_version} site ")
+    assert methods["CT"].startswith(f"phigate tcia {report['profile']['version']} site ")
+    assert methods["RTPLAN"].startswith("phigate tcia ")
+    job = json.loads(run("job", "show", str(report["job_id"]), "--json"))["job"]
+    assert job["modality_profiles"] == {"MR": {"name": "basic", "version": mr_version}}
+    assert job["status"] == "pending_review"
+
+
+def test_a_site_modality_profile_must_be_approved(home: Path, inputs: Path, tmp_path: Path) -> None:
+    template = tmp_path / "north.yaml"
+    template.write_text("name: north\nmodality_defaults:\n  MR: {profile: nosuch}\n")
+    run("site", "add", str(template))
+    result = invoke("deidentify", str(inputs), str(tmp_path / "out"), "--site", "north")
+    assert result.exit_code != 0
+    assert "no profile named 'nosuch'" in str(result.exception)
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
 def test_quarantine_reads_need_a_steward_and_are_audited(
     home: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

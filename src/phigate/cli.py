@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -144,9 +144,12 @@ def deidentify(
     ],
     output_dir: Annotated[Path, typer.Argument(help="Folder for de-identified files.")],
     profile: Annotated[
-        str,
-        typer.Option(help="Approved profile: NAME, NAME@VERSION or an approved YAML file."),
-    ] = "basic",
+        str | None,
+        typer.Option(
+            help="Approved profile: NAME, NAME@VERSION or an approved YAML file "
+            "(default: the site's profile, else basic)."
+        ),
+    ] = None,
     site: Annotated[str | None, typer.Option(help="The site the files come from.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: one per core).")] = 0,
     home: HomeOption = None,
@@ -166,13 +169,11 @@ def deidentify(
     check_folders(input_dir, output_dir)
     with open_session(database_url(where.root)) as session:
         principal = resolve_cli_identity(session, os.environ)
-        approved = _approved_profile(session, profile)
-        if site is not None:
-            template = get_site(session, principal, site).template
-            approved = with_site_template(approved, site, template)
-        plan = compile_profile(approved)
+        template = get_site(session, principal, site).template if site is not None else None
+        plan = _job_plan(session, profile, site, template)
         subjects = load_subject_map(subject_map) if subject_map else None
-        if plan.require_subject_map and subjects is None:
+        plans = [plan, *plan.modality_plans.values()]
+        if any(p.require_subject_map for p in plans) and subjects is None:
             raise UsageError(f"profile '{plan.profile_name}' needs --subject-map")
         store = JobStore(session, principal)
         job = store.create_job(
@@ -181,6 +182,9 @@ def deidentify(
             profile_version=plan.version,
             source_ref=keys.instance_ref(str(input_dir.resolve())),
             site=site,
+            modality_profiles={
+                modality: (p.profile_name, p.version) for modality, p in plan.modality_plans.items()
+            },
         )
         session.commit()
         request = RunRequest(
@@ -198,6 +202,11 @@ def deidentify(
     document = summary.to_dict() | {"job_id": job.id}
     if plan.site is not None:
         document["site"] = {"name": plan.site, "template_version": plan.site_version}
+    if plan.modality_plans:
+        document["modality_profiles"] = {
+            modality: {"name": p.profile_name, "version": p.version}
+            for modality, p in sorted(plan.modality_plans.items())
+        }
     _write_report(where.reports / summary.run_id / "report.json", document)
     if report:
         _write_report(report, document)
@@ -207,6 +216,25 @@ def deidentify(
         _print_summary(summary, plan, job.id)
     if not summary.balanced:
         raise fail("counts do not add up; please report this as a bug", 3)
+
+
+def _job_plan(
+    session: Session, profile: str | None, site: str | None, template: dict[str, Any] | None
+) -> ActionPlan:
+    """The compiled plan of a job: the approved profile, overlaid with the site template,
+    with a plan per modality for the site's modality default profiles (approved too)."""
+    template = template or {}
+    chosen = _approved_profile(session, profile or template.get("profile") or "basic")
+    if site is None:
+        return compile_profile(chosen)
+    plan = compile_profile(with_site_template(chosen, site, template))
+    for modality, defaults in sorted(template.get("modality_defaults", {}).items()):
+        if "profile" in defaults:
+            variant = with_site_template(
+                _approved_profile(session, defaults["profile"]), site, template
+            )
+            plan.modality_plans[modality] = compile_profile(variant)
+    return plan
 
 
 def _approved_profile(session: Session, argument: str) -> Profile:

@@ -65,8 +65,8 @@ def add_user(env: dict[str, str], name: str, *roles: str) -> None:
 
 def test_db_upgrade_from_empty(empty_db_url: str, tmp_path: Path) -> None:
     env = {"PHIGATE_HOME": str(tmp_path), "PHIGATE_DATABASE_URL": empty_db_url}
-    assert "revision 0001" in ok(run(db_app, env, "upgrade")).stdout
-    assert "revision 0001" in ok(run(db_app, env, "upgrade")).stdout
+    assert "revision 0002" in ok(run(db_app, env, "upgrade")).stdout
+    assert "revision 0002" in ok(run(db_app, env, "upgrade")).stdout
 
 
 def test_commands_on_an_uninitialised_database_fail_in_one_line(

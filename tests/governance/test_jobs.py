@@ -13,7 +13,7 @@ from phigate.governance.database import make_engine, session_factory
 from phigate.governance.errors import InvalidInput, NotFound, PermissionDenied
 from phigate.governance.jobs import RECORD_FIELDS, JobStore, job_to_dict
 from phigate.governance.models import InstanceRecord
-from phigate.governance.policy_library import seed_builtin_profiles
+from phigate.governance.policy_library import seed_builtin_profiles, version_for_job
 from phigate.governance.sites import add_site
 from phigate.record import InstanceResult, PHIFinding, Status
 
@@ -24,8 +24,6 @@ from .conftest import People, make_user, profile_text
 def version(session: Session) -> str:
     seed_builtin_profiles(session, [profile_text("tcia")])
     session.commit()
-    from phigate.governance.policy_library import version_for_job
-
     return version_for_job(session, "tcia").version
 
 
@@ -140,6 +138,26 @@ def test_records_must_name_the_jobs_profile_version(
     job = store.create_job(name="a", profile_name="tcia", source_ref="src1")
     with pytest.raises(InvalidInput, match="profile version"):
         store.add_records(job.id, [result(1, "f" * 64, Status.WRITTEN)])
+
+
+def test_records_may_name_the_profile_a_site_gives_their_modality(
+    session: Session, people: People, version: str
+) -> None:
+    seed_builtin_profiles(session, [profile_text("basic")])
+    basic = version_for_job(session, "basic").version
+    store = JobStore(session, people.agent)
+    job = store.create_job(
+        name="a", profile_name="tcia", source_ref="src1", modality_profiles={"US": ("basic", "")}
+    )
+    assert job_to_dict(job)["modality_profiles"] == {"US": {"name": "basic", "version": basic}}
+    assert store.add_records(job.id, [result(1, version, Status.WRITTEN)]) == 1
+    assert store.add_records(job.id, [result(2, basic, Status.WRITTEN)]) == 1
+    with pytest.raises(InvalidInput, match="profile version"):
+        store.add_records(job.id, [result(3, "f" * 64, Status.WRITTEN)])
+    with pytest.raises(NotFound):
+        store.create_job(
+            name="b", profile_name="tcia", source_ref="src2", modality_profiles={"MR": ("no", "")}
+        )
 
 
 def test_job_sources_are_keyed_hashes_not_paths(

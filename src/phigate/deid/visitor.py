@@ -14,6 +14,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from phigate.deid import values
@@ -69,10 +70,14 @@ class HeaderVisitor:
             tag = int(element.tag)  # plain ints: BaseTag compares in Python, slowly
             vr = _vr_of(tag, element)
             creator = self._creator_of(ds, tag, creators) if (tag >> 16) % 2 else None
+            known = self.ctx.plan.private_name(creator, tag) if creator else None
+            if known is not None and known.vr and vr == "UN":
+                vr = self._declare_vr(ds, tag, element, known.vr)
             action = rule_for(tag, vr, creator).action
             if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
                 continue  # the hot path: most elements stay raw and untouched
-            name = _name_of(tag, creator)
+            name = known.keyword if known is not None and known.keyword else None
+            name = name or _name_of(tag, creator)
             self._handlers[action](ds, tag, vr, name)
             if action is not Action.KEEP:
                 self.ctx.actions[name] = action.value
@@ -87,6 +92,18 @@ class HeaderVisitor:
             value = ds.get(creator_tag)
             cache[creator_tag] = str(value.value).strip().upper() if value is not None else ""
         return cache[creator_tag] or None
+
+    @staticmethod
+    def _declare_vr(ds: Dataset, tag: int, element: RawDataElement | DataElement, vr: str) -> str:
+        """Give a private element of unknown VR the VR its dictionary declares.
+
+        Only a still-raw element can take it (its bytes are then decoded, and written, as that
+        VR); one pydicom already decoded as UN keeps UN, and its rule is looked up as UN.
+        """
+        if isinstance(element, RawDataElement):
+            ds._dict[BaseTag(tag)] = element._replace(VR=vr)
+            return vr
+        return "UN"
 
     # The handlers: each takes the data set, tag, VR and the element's display name.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -64,6 +64,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "profile_version": job.profile_version,
         "source_ref": job.source_ref,
         "site": job.site,
+        "modality_profiles": job.modality_profiles,
         "created_by": job.created_by,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
@@ -106,8 +107,13 @@ class JobStore:
         source_ref: str,
         profile_version: str | None = None,
         site: str | None = None,
+        modality_profiles: Mapping[str, tuple[str, str]] | None = None,
     ) -> Job:
-        """Queue a job under an approved profile version (the active one by default)."""
+        """Queue a job under an approved profile version (the active one by default).
+
+        ``modality_profiles`` maps a modality to the (name, version) of the approved profile
+        that governs its instances instead, as a site's modality defaults ask.
+        """
         require(self.session, self.actor, Operation.JOB_RUN, Resource(site=site))
         if not _REF_PATTERN.match(source_ref):
             raise InvalidInput("the job source must be a keyed hash, not a path or a name")
@@ -117,12 +123,17 @@ class JobStore:
         ):
             raise NotFound(f"no site named {site!r}; add it with `phigate site add`")
         version = version_for_job(self.session, profile_name, profile_version)
+        by_modality = {
+            modality: {"name": name, "version": version_for_job(self.session, name, ref).version}
+            for modality, (name, ref) in sorted((modality_profiles or {}).items())
+        }
         job = Job(
             name=name[:200],
             profile_name=profile_name,
             profile_version=version.version,
             source_ref=source_ref,
             site=site,
+            modality_profiles=by_modality or None,
             created_by_id=self.actor.user_id,
             created_by=self.actor.name,
             status="queued",
@@ -174,8 +185,10 @@ class JobStore:
         """Store a batch of records; each must name the job's profile version."""
         job = self._job_for_update(job_id)
         rows = [_record_row(job.id, result) for result in results]
+        allowed = {job.profile_version}
+        allowed |= {entry["version"] for entry in (job.modality_profiles or {}).values()}
         for row in rows:
-            if row["profile_version"] != job.profile_version:
+            if row["profile_version"] not in allowed:
                 raise InvalidInput(f"a record names another profile version than job {job_id}")
         if rows:
             self.session.execute(insert(InstanceRecord), rows)

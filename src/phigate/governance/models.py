@@ -161,6 +161,8 @@ class Job(Base):
     profile_version: Mapped[str] = mapped_column(String(128))
     source_ref: Mapped[str] = mapped_column(String(128))
     site: Mapped[str | None] = mapped_column(String(64))
+    # Modality -> {"name", "version"} where a site gives a modality its own profile.
+    modality_profiles: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), index=True)

@@ -44,12 +44,28 @@ class Worker:
     max_inflated_bytes: int = dicom_io.DEFAULT_MAX_INFLATED_BYTES
     cleaner: TextCleaner | None = field(default=None)
     pixel_rules: PixelRules | None = field(default=None)
+    _variants: dict[str, Worker] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.cleaner is None:
             self.cleaner = TextCleaner(self.plan.text)
-        if self.pixel_rules is None and self.plan.clean_pixels:
+        if self.pixel_rules is None and (
+            self.plan.clean_pixels or self.plan.pixel_clean_modalities
+        ):
             self.pixel_rules = pixel_rules(self.plan.pixel_settings)
+
+    def for_modality(self, modality: str | None) -> Worker:
+        """The worker for an instance of this modality: this one, unless the plan has a
+        modality plan for it (built once, sharing keys and subjects)."""
+        plan = self.plan.for_modality(modality)
+        if plan is self.plan:
+            return self
+        assert modality is not None
+        if modality not in self._variants:
+            self._variants[modality] = Worker(
+                plan, self.keys, self.subjects, self.max_inflated_bytes
+            )
+        return self._variants[modality]
 
 
 @dataclass
@@ -100,13 +116,15 @@ def _process(data: bytes, record: InstanceResult, worker: Worker, scan_pixels: b
     parsed = dicom_io.read_instance(data, worker.max_inflated_bytes)
     ds = parsed.dataset
     _describe_source(ds, record, parsed.transfer_syntax)
+    worker = worker.for_modality(record.modality)
+    record.profile_name, record.profile_version = worker.plan.profile_name, worker.plan.version
     _apply_filters(ds, worker.plan.filters)
     identifiers = collect_identifiers(ds)
     pixel_action, pixels_cleaned = _clean_pixels(ds, record, worker, identifiers, scan_pixels)
     header = deidentify_header(
         ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects, pixels_cleaned
     )
-    _flag_burned_in_risk(ds, record, worker.plan, pixels_cleaned or pixel_action is not None)
+    _flag_for_review(ds, record, worker.plan, pixels_cleaned or pixel_action is not None)
     output = _write(ds, UID(ds.file_meta.get("TransferSyntaxUID", parsed.transfer_syntax)))
     record.actions = header.actions | ({"PixelData": pixel_action} if pixel_action else {})
     record.findings = header.findings + record.findings
@@ -132,6 +150,8 @@ def _clean_pixels(
     BurnedInAnnotation stays as it was and the Clean Pixel Data code is not written.
     """
     if worker.pixel_rules is None or _PIXEL_DATA not in ds._dict:
+        return None, False
+    if not worker.plan.cleans_pixels_for(record.modality):
         return None, False
     if not scan:
         return PIXELS_SKIPPED_BY_SAMPLING, False
@@ -171,10 +191,13 @@ def _matches(ds: FileDataset, rule: Filter) -> bool:
     return rule.burned_in_annotation is None or burned == rule.burned_in_annotation
 
 
-def _flag_burned_in_risk(
+def _flag_for_review(
     ds: FileDataset, record: InstanceResult, plan: ActionPlan, pixels_cleaned: bool
 ) -> None:
-    """Pixels that may hold burned-in text and were not cleaned need a human look."""
+    """A modality the profile always reviews, and pixels that may hold burned-in text but
+    were not cleaned, need a human look."""
+    if record.modality in plan.review.modalities:
+        record.flag_for_review("profile_reviews_every_instance_of_this_modality")
     if pixels_cleaned or ("PixelData" not in ds and "FloatPixelData" not in ds):
         return
     review = plan.review

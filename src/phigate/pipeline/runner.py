@@ -28,6 +28,7 @@ from phigate.errors import UsageError
 from phigate.pipeline.instance import Outcome, Worker, process_instance
 from phigate.pipeline.report import RunSummary
 from phigate.pipeline.sampling import SamplingPlan, plan_sampling
+from phigate.pixels.rules import PixelRules, ScanStrategy
 from phigate.pixels.settings import pixel_rules
 from phigate.policy.plan import ActionPlan
 from phigate.record import InstanceResult, Status
@@ -131,9 +132,19 @@ def run(
 
 
 def _sampling_plan(request: RunRequest, files: list[Path]) -> SamplingPlan:
-    if not request.plan.clean_pixels:
+    if not request.plan.uses_pixels:
         return SamplingPlan({})
-    return plan_sampling(files, pixel_rules(request.plan.pixel_settings))
+    rules: dict[int, PixelRules] = {}
+
+    def strategy_for(modality: str, sop_class: str) -> ScanStrategy | None:
+        plan = request.plan.for_modality(modality or None)
+        if not plan.cleans_pixels_for(modality or None):
+            return None
+        if id(plan) not in rules:
+            rules[id(plan)] = pixel_rules(plan.pixel_settings)
+        return rules[id(plan)].strategy_for(modality, sop_class)
+
+    return plan_sampling(files, strategy_for)
 
 
 def _second_pass_task(

@@ -10,13 +10,14 @@ the output is the same on every run and with any number of workers.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 
-from phigate.pixels.rules import PixelRules, ScanStrategy
+from phigate.pixels.rules import ScanStrategy
 from phigate.pixels.sampling import InstanceRef, pick_samples
 
 
@@ -33,8 +34,15 @@ class SamplingPlan:
         return sorted(self.deferred)
 
 
-def plan_sampling(paths: list[Path], rules: PixelRules) -> SamplingPlan:
-    """Read every header and defer the non-sample slices of sampled series."""
+StrategyFor = Callable[[str, str], ScanStrategy | None]
+
+
+def plan_sampling(paths: list[Path], strategy_for: StrategyFor) -> SamplingPlan:
+    """Read every header and defer the non-sample slices of sampled series.
+
+    ``strategy_for(modality, sop_class)`` is the scan strategy for such instances, or None
+    where their pixels are not cleaned at all.
+    """
     series: dict[str, list[tuple[int, InstanceRef]]] = defaultdict(list)
     strategies: dict[str, ScanStrategy] = {}
     for index, path in enumerate(paths):
@@ -42,9 +50,9 @@ def plan_sampling(paths: list[Path], rules: PixelRules) -> SamplingPlan:
         if header is None or "Rows" not in header:  # unreadable, or not an image
             continue
         modality, sop_class = str(header.get("Modality", "")), str(header.get("SOPClassUID", ""))
-        strategy = rules.strategy_for(modality, sop_class)
+        strategy = strategy_for(modality, sop_class)
         series_uid = str(header.get("SeriesInstanceUID", ""))
-        if strategy.mode == "sample" and series_uid:
+        if strategy is not None and strategy.mode == "sample" and series_uid:
             series[series_uid].append((index, InstanceRef.from_dataset(header)))
             strategies.setdefault(series_uid, strategy)
     deferred: dict[int, str] = {}

@@ -109,6 +109,7 @@ class ReviewSettings:
     burned_in_modalities: frozenset[str] = frozenset()
     burned_in_sop_classes: frozenset[str] = frozenset()
     ner_min_score: float = 0.5
+    modalities: frozenset[str] = frozenset()  # every instance of these goes to review
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,15 @@ class Filter:
 
 
 PrivateKey = tuple[str, int]  # (creator, element byte)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateName:
+    """What a private dictionary (profile or site template) says of one private attribute."""
+
+    keyword: str | None
+    vr: str | None
+
 
 _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
 _KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
@@ -150,8 +160,13 @@ class ActionPlan:
     clean_pixels: bool
     require_subject_map: bool
     pixel_settings: dict[str, Any] = field(default_factory=dict)
+    pixel_skip_modalities: frozenset[str] = frozenset()
+    pixel_clean_modalities: frozenset[str] = frozenset()
+    private_names: dict[PrivateKey, PrivateName] = field(default_factory=dict)
     site: str | None = None
     site_version: str | None = None
+    # Plans for instances of one modality (a site's modality default profile), by modality.
+    modality_plans: dict[str, ActionPlan] = field(default_factory=dict)
     _cache: dict[tuple[int, str, str | None], Rule] = field(default_factory=dict, repr=False)
 
     @property
@@ -159,6 +174,31 @@ class ActionPlan:
         """The DeidentificationMethod value (LO, at most 64 characters)."""
         site = f" site {self.site_version}" if self.site_version else ""
         return f"phigate {self.profile_name} {self.version}{site}"[:64]
+
+    @property
+    def uses_pixels(self) -> bool:
+        """Whether any instance may get its pixels cleaned under this plan or its variants."""
+        return (
+            self.clean_pixels
+            or bool(self.pixel_clean_modalities)
+            or any(plan.uses_pixels for plan in self.modality_plans.values())
+        )
+
+    def cleans_pixels_for(self, modality: str | None) -> bool:
+        """Clean Pixel Data in force for this modality, after the modality exceptions."""
+        if modality in self.pixel_clean_modalities:
+            return True
+        return self.clean_pixels and modality not in self.pixel_skip_modalities
+
+    def for_modality(self, modality: str | None) -> ActionPlan:
+        """The plan that governs an instance of this modality."""
+        if modality is None:
+            return self
+        return self.modality_plans.get(modality, self)
+
+    def private_name(self, creator: str, tag: int) -> PrivateName | None:
+        """The private dictionary entry for a private attribute, if there is one."""
+        return self.private_names.get((creator, tag & 0xFF)) if self.private_names else None
 
     @property
     def dates_modified(self) -> bool:
@@ -240,6 +280,9 @@ def compile_profile(profile: Profile) -> ActionPlan:
         filters=tuple(_filter(f) for f in doc.get("filters", [])),
         clean_pixels=Option.CLEAN_PIXEL_DATA in options,
         pixel_settings=dict(doc.get("pixels", {})),
+        pixel_skip_modalities=frozenset(doc.get("pixels", {}).get("skip_modalities", [])),
+        pixel_clean_modalities=frozenset(doc.get("pixels", {}).get("clean_modalities", [])),
+        private_names=_private_names(doc),
         site=profile.site,
         site_version=profile.site_version,
         require_subject_map=bool(doc.get("clinical_trial", {}).get("require_subject_map")),
@@ -332,6 +375,13 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     return rules
 
 
+def _private_names(doc: dict[str, Any]) -> dict[PrivateKey, PrivateName]:
+    return {
+        _private_key(entry): PrivateName(entry.get("keyword"), entry.get("vr"))
+        for entry in doc.get("private", {}).get("dictionary", [])
+    }
+
+
 def _private_key(entry: dict[str, str]) -> PrivateKey:
     return (entry["creator"].strip().upper(), int(entry["element"], 16))
 
@@ -393,6 +443,7 @@ def _review_settings(doc: dict[str, Any]) -> ReviewSettings:
         burned_in_modalities=frozenset(review.get("burned_in_modalities", [])),
         burned_in_sop_classes=frozenset(review.get("burned_in_sop_classes", [])),
         ner_min_score=float(review.get("ner_min_score", 0.5)),
+        modalities=frozenset(review.get("modalities", [])),
     )
 
 

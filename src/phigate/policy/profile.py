@@ -48,17 +48,26 @@ class Profile:
 def with_site_template(profile: Profile, site: str, template: Mapping[str, Any]) -> Profile:
     """The profile overlaid with a site template's PACS quirks.
 
-    The site's safe private tags join the profile's safe list (kept under Retain Safe
-    Private) and its known burned-in regions join the pixel rules. The profile version
-    stays the approved one; the template gets its own content hash, and outputs name both.
+    The site's private tag dictionary joins the profile's (names and VRs of private
+    attributes), its safe private tags join the safe list (kept under Retain Safe Private),
+    its known burned-in regions join the pixel rules, and its modality defaults say which
+    modalities always go to review and which have their pixels cleaned or not. (A modality
+    default *profile* is resolved by the caller, which holds the policy library.) The
+    profile version stays the approved one; the template gets its own content hash, and
+    outputs name both.
     """
     document = json.loads(json.dumps(profile.document))
-    safe = [
-        {key: entry[key] for key in ("creator", "group", "element") if key in entry}
-        for entry in template.get("private_tags", [])
-        if entry.get("safe")
-    ]
-    document.setdefault("private", {}).setdefault("safe", []).extend(safe)
+    private = document.setdefault("private", {})
+    tags = template.get("private_tags", [])
+    private.setdefault("safe", []).extend(
+        _pick(entry, "creator", "group", "element") for entry in tags if entry.get("safe")
+    )
+    private.setdefault("dictionary", []).extend(
+        _pick(entry, "creator", "group", "element", "vr", "keyword")
+        for entry in tags
+        if "vr" in entry or "keyword" in entry
+    )
+    _apply_modality_defaults(document, template.get("modality_defaults", {}))
     regions = [
         {key: region[key] for key in ("manufacturer", "model", "boxes") if key in region}
         for region in template.get("burned_in_regions", [])
@@ -67,6 +76,28 @@ def with_site_template(profile: Profile, site: str, template: Mapping[str, Any])
     canonical = json.dumps(dict(template), sort_keys=True, separators=(",", ":"))
     site_version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return dataclasses.replace(profile, document=document, site=site, site_version=site_version)
+
+
+def _pick(entry: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: entry[key] for key in keys if key in entry}
+
+
+def _apply_modality_defaults(document: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Write a site's per-modality review and pixel-cleaning choices into the profile."""
+    review = [m for m, d in sorted(defaults.items()) if d.get("requires_review")]
+    clean = [m for m, d in sorted(defaults.items()) if d.get("pixel_cleaning") is True]
+    skip = [m for m, d in sorted(defaults.items()) if d.get("pixel_cleaning") is False]
+    if review:
+        document.setdefault("review", {}).setdefault("modalities", []).extend(review)
+    pixels = document.setdefault("pixels", {})
+    if clean:
+        pixels.setdefault("clean_modalities", []).extend(clean)
+        pixels["skip_modalities"] = [m for m in pixels.get("skip_modalities", []) if m not in clean]
+    if skip:
+        pixels.setdefault("skip_modalities", []).extend(skip)
+        pixels["clean_modalities"] = [
+            m for m in pixels.get("clean_modalities", []) if m not in skip
+        ]
 
 
 def builtin_names() -> list[str]:

@@ -66,6 +66,23 @@ _PRIVATE_ENTRY: dict[str, Any] = {
     },
 }
 
+# A private dictionary entry names a private attribute and gives its VR, so records say
+# what it is and an implicit-VR input (where private VRs are unknown) is handled and written
+# with the right VR instead of UN.
+_PRIVATE_NAME: dict[str, Any] = {
+    "type": "object",
+    "required": ["creator", "element"],
+    "anyOf": [{"required": ["vr"]}, {"required": ["keyword"]}],
+    "additionalProperties": False,
+    "properties": {
+        "creator": {"type": "string", "minLength": 1},
+        "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
+        "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
+        "vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "keyword": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+    },
+}
+
 _BOX: dict[str, Any] = {
     "type": "array",
     "items": {"type": "integer", "minimum": 0},
@@ -86,6 +103,8 @@ _PIXELS: dict[str, Any] = {
         "harmless_words": _STRINGS,
         "overlays": {"enum": ["remove", "clean", "keep"]},
         "reencode": {"enum": ["same_lossless", "uncompressed", "rle", "jpeg_ls", "jpeg2000"]},
+        "skip_modalities": _STRINGS,
+        "clean_modalities": _STRINGS,
         "known_regions": {
             "type": "array",
             "items": {
@@ -156,6 +175,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
             "properties": {
                 "safe": {"type": "array", "items": _PRIVATE_ENTRY},
                 "keep": {"type": "array", "items": _PRIVATE_ENTRY},
+                "dictionary": {"type": "array", "items": _PRIVATE_NAME},
             },
         },
         "dates": {
@@ -193,6 +213,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
             "properties": {
                 "burned_in_modalities": _STRINGS,
                 "burned_in_sop_classes": _STRINGS,
+                "modalities": _STRINGS,
                 "ner_min_score": {"type": "number", "minimum": 0, "maximum": 1},
             },
         },
