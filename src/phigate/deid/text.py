@@ -72,8 +72,12 @@ class TextCleaner:
             check_name_finder()  # fail at start-up, not on the first descriptor
         self._cached = lru_cache(maxsize=8192)(self._clean_uncached)
 
+    def load_model(self) -> None:
+        """Load the NER model now rather than on the first text that needs it."""
+        self._finder()
+
     def _finder(self) -> NameFinder | None:
-        """The NER model, loaded on first use: many runs never reach free text."""
+        """The NER model, loaded on first use unless :meth:`load_model` came first."""
         if self._name_finder is None and self.settings.ner:
             self._name_finder = load_name_finder()
         return self._name_finder

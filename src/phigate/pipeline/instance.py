@@ -54,6 +54,13 @@ class Worker:
         ):
             self.pixel_rules = pixel_rules(self.plan.pixel_settings)
 
+    def warm_up(self) -> None:
+        """Load the NER model now (if the plan uses it), so processes forked later share it
+        instead of each loading its own."""
+        for worker in (self, *(self.for_modality(m) for m in self.plan.modality_plans)):
+            assert worker.cleaner is not None
+            worker.cleaner.load_model()
+
     def for_modality(self, modality: str | None) -> Worker:
         """The worker for an instance of this modality: this one, unless the plan has a
         modality plan for it (built once, sharing keys and subjects)."""

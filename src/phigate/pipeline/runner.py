@@ -37,6 +37,8 @@ STAGING_DIR = ".phigate-staging"
 DUPLICATE = "duplicate_sop_instance_uid"
 UNREADABLE = "unreadable_file"
 _IN_FLIGHT_PER_WORKER = 4
+# Files per worker round trip (fewer when the batch is small).
+_CHUNK_FILES = 8
 WORKER_CRASHED = "worker_crashed"
 
 
@@ -106,11 +108,12 @@ def run(
     tasks = [_Task(str(p), _source_ref(request, p)) for p in files]
     sampling = _sampling_plan(request, files)
     seen: dict[str, str] = {}
+    folders: set[Path] = set()
     series_with_text: set[str] = set()
 
     def settle(batch: list[_Task]) -> None:
         for task, done in zip(batch, _results(request, batch, staging), strict=True):
-            _settle(request, task, done, seen, run_id)
+            _settle(request, task, done, seen, folders, run_id)
             if any(finding.where == "pixel" for finding in done.record.findings):
                 series_with_text.add(done.record.series_uid or "")
             summary.add(done.record)
@@ -163,8 +166,9 @@ def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator
     args = (request.plan, request.keys, request.subjects, request.max_inflated_bytes, str(staging))
     if not tasks:
         return
-    # Built once in the parent: forked workers inherit it. (The NER model and the OCR engine
-    # load lazily, in each worker, when first needed.)
+    # Built once in the parent, NER model included: forked workers inherit it. (The OCR
+    # engine loads in each worker when first needed: its runtime's threads do not survive
+    # a fork.)
     _init_worker(*args)
     with _CrashSafePool(request.workers, request.plan) as pool:
         yield from pool.run(tasks)
@@ -196,17 +200,17 @@ class _CrashSafePool:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
     def run(self, tasks: list[_Task]) -> Iterator[_Done]:
-        pending: deque[tuple[_Task, Future[_Done]]] = deque()
+        pending: deque[tuple[list[_Task], Future[list[_Done]]]] = deque()
         window = self.workers * _IN_FLIGHT_PER_WORKER
-        for task in tasks:
-            pending.append((task, self.executor.submit(_run_task, task)))
+        for chunk in _chunks(tasks, self.workers):
+            pending.append((chunk, self.executor.submit(_run_chunk, chunk)))
             if len(pending) >= window:
-                yield self._next(pending)
+                yield from self._next(pending)
         while pending:
-            yield self._next(pending)
+            yield from self._next(pending)
 
-    def _next(self, pending: deque[tuple[_Task, Future[_Done]]]) -> _Done:
-        task, future = pending.popleft()
+    def _next(self, pending: deque[tuple[list[_Task], Future[list[_Done]]]]) -> list[_Done]:
+        chunk, future = pending.popleft()
         try:
             return future.result()
         except BrokenProcessPool:
@@ -214,15 +218,24 @@ class _CrashSafePool:
             self.executor = self._new_executor(self.workers)
             waiting = [queued for queued, _ in pending]
             pending.clear()
-            pending.extend((t, self.executor.submit(_run_task, t)) for t in waiting)
-            return self._alone(task)
+            pending.extend((c, self.executor.submit(_run_chunk, c)) for c in waiting)
+            return [self._alone(task) for task in chunk]
 
     def _alone(self, task: _Task) -> _Done:
         with self._new_executor(1) as executor:
             try:
-                return executor.submit(_run_task, task).result()
+                [done] = executor.submit(_run_chunk, [task]).result()
+                return done
             except BrokenProcessPool:
                 return _crashed(task, self.plan)
+
+
+def _chunks(tasks: list[_Task], workers: int) -> Iterator[list[_Task]]:
+    """Tasks in consecutive groups: one round trip per group, not per file, yet enough
+    groups (at least four per worker) that no worker idles long at the end."""
+    size = max(1, min(_CHUNK_FILES, len(tasks) // (workers * 4)))
+    for start in range(0, len(tasks), size):
+        yield tasks[start : start + size]
 
 
 def _crashed(task: _Task, plan: ActionPlan) -> _Done:
@@ -243,7 +256,13 @@ def _init_worker(
     staging: str,
 ) -> None:
     global _state
-    _state = (Worker(plan, keys, subjects, max_inflated_bytes), staging)
+    worker = Worker(plan, keys, subjects, max_inflated_bytes)
+    worker.warm_up()
+    _state = (worker, staging)
+
+
+def _run_chunk(tasks: list[_Task]) -> list[_Done]:
+    return [_run_task(task) for task in tasks]
 
 
 def _run_task(task: _Task) -> _Done:
@@ -270,9 +289,15 @@ def _stage(outcome: Outcome, staging: str) -> str | None:
 
 
 def _settle(
-    request: RunRequest, task: _Task, done: _Done, seen: dict[str, str], run_id: str
+    request: RunRequest,
+    task: _Task,
+    done: _Done,
+    seen: dict[str, str],
+    folders: set[Path],
+    run_id: str,
 ) -> None:
-    """Move a staged output into place, or send the input to quarantine."""
+    """Move a staged output into place (``folders``: output folders made so far), or send
+    the input to quarantine."""
     record = done.record
     if record.status is Status.WRITTEN and record.sop_instance_uid in seen:
         record.status, record.reason = Status.QUARANTINED, DUPLICATE
@@ -281,7 +306,9 @@ def _settle(
     if record.status is Status.WRITTEN and done.staged and record.output_ref:
         seen[record.sop_instance_uid or ""] = task.source_ref
         target = request.output_dir / record.output_ref
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(target.parent)
         os.replace(done.staged, target)
         return
     if done.staged:
