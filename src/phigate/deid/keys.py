@@ -9,9 +9,9 @@ A share later derives its own namespace with :meth:`Keyring.for_namespace`.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from phigate.errors import KeyFileError
 
@@ -48,12 +48,12 @@ class Keyring:
         return Keyring(self._subkey(f"namespace/{namespace}"))
 
     def _subkey(self, purpose: str) -> bytes:
-        return hmac.new(self.secret, _LABEL_PREFIX + purpose.encode(), hashlib.sha256).digest()
+        return _derive_subkey(self.secret, purpose)
 
     def digest(self, purpose: str, value: str | bytes) -> bytes:
         """The raw 32-byte keyed hash of ``value`` for ``purpose``."""
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-        return hmac.new(self._subkey(purpose), data, hashlib.sha256).digest()
+        return hmac.digest(self._subkey(purpose), data, "sha256")
 
     def hexdigest(self, purpose: str, value: str | bytes, length: int = 64) -> str:
         """A keyed hash as lower-case hex, cut to ``length`` characters."""
@@ -61,8 +61,7 @@ class Keyring:
 
     def uid(self, original: str) -> str:
         """A replacement UID ``2.25.<decimal of 128 bits>`` (PS3.5 B.2), at most 44 characters."""
-        number = int.from_bytes(self.digest("uid", original.strip("\0 "))[:16], "big")
-        return f"2.25.{number}"
+        return _uid(self, original.strip("\0 "))
 
     def pseudonym(self, purpose: str, original: str, length: int) -> str:
         """An upper-case alphanumeric pseudonym of ``length`` characters (at most 51)."""
@@ -83,3 +82,15 @@ class Keyring:
     def instance_ref(self, source: str) -> str:
         """The keyed hash that names an input in logs, records and quarantine files."""
         return base64.b32encode(self.digest("instance", source)[:10]).decode().lower()
+
+
+# Per-process caches: sub-keys are a few per purpose label, and the study, series and frame
+# of reference UIDs repeat in every instance of a series.
+@lru_cache(maxsize=256)
+def _derive_subkey(secret: bytes, purpose: str) -> bytes:
+    return hmac.digest(secret, _LABEL_PREFIX + purpose.encode(), "sha256")
+
+
+@lru_cache(maxsize=65536)
+def _uid(keys: Keyring, original: str) -> str:
+    return f"2.25.{int.from_bytes(keys.digest('uid', original)[:16], 'big')}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -241,6 +242,7 @@ def _vr_of(tag: int, element: RawDataElement | DataElement) -> str:
         return "UN"
 
 
+@lru_cache(maxsize=8192)
 def _name_of(tag: int, creator: str | None) -> str:
     """An attribute's display name for records: its keyword, or its tag.
 
