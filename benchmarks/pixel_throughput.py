@@ -4,8 +4,11 @@ Both tools get the same DICOM files in the same run: labelled images made by phi
 generator (``phigate.pixels.validation.generate_cases``: CT, MR, US, MG, CR, SC; single and
 multi-frame, grey and RGB, uncompressed, RLE, JPEG-LS and JPEG 2000 lossless) plus
 palette-colour copies of some of them, and the real burned-in ultrasound images of deid-data
-(no labels: counted for speed and failures only). For each tool it reports files/s, the PHI
-recall on the same labels, and the files it failed on.
+(no labels: counted for speed and failures only), and CT and MR series as scanners send
+them (``--series`` text-free series of ``--slices`` slices per modality, where an altered
+pixel counts against the tool, plus one series per modality with labelled text on every
+slice). For each tool it reports files/s, the PHI recall on the same labels, and the files
+it failed on.
 
 * phigate: ``phigate deidentify IN OUT --profile tcia --workers N --json`` as a subprocess
   (headers and pixels, start-up included, its own ``PHIGATE_HOME`` made by ``phigate init``),
@@ -41,6 +44,7 @@ import logging
 import multiprocessing as mp
 import os
 import platform
+import random
 import resource
 import shutil
 import subprocess
@@ -52,7 +56,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any
@@ -152,7 +156,9 @@ def _generator_hash() -> str:
     return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
 
 
-def build_corpus(work: Path, per_modality: int, seed: int, cines: bool) -> Corpus:
+def build_corpus(
+    work: Path, per_modality: int, seed: int, cines: bool, series: int = 0, slices: int = 0
+) -> Corpus:
     """Write the corpus under ``work/corpus`` (reused while its manifest matches).
 
     The labels go to ``work/labels.json``, beside the corpus: inside it they would be an input.
@@ -164,6 +170,8 @@ def build_corpus(work: Path, per_modality: int, seed: int, cines: bool) -> Corpu
         "per_modality": per_modality,
         "seed": seed,
         "cines": cines,
+        "series": series,
+        "slices": slices,
     }
     saved = _read_json(labels_file)
     if isinstance(saved, dict) and saved.get("manifest") == manifest:
@@ -174,7 +182,11 @@ def build_corpus(work: Path, per_modality: int, seed: int, cines: bool) -> Corpu
     root.mkdir(parents=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        items = [*_write_generated(root, per_modality, seed), *_write_deid_data(root, cines)]
+        items = [
+            *_write_generated(root, per_modality, seed),
+            *_write_deid_data(root, cines),
+            *(_write_series(root, series, slices, seed) if series and slices else ()),
+        ]
     document = {"manifest": manifest, "items": [asdict(i) for i in items]}
     labels_file.write_text(json.dumps(document, indent=1) + "\n")
     return Corpus(root, tuple(items))
@@ -234,6 +246,52 @@ def to_palette(ds: Dataset) -> None:
             delattr(ds, keyword)
     if keep_rle:
         ds.compress(RLELossless, generate_instance_uid=False)
+
+
+SERIES_SPECS = {"CT": 0, "MR": 0}  # the validation generator's spec index per modality
+
+
+def _write_series(root: Path, series: int, slices: int, seed: int) -> Iterator[Item]:
+    """CT and MR series as a scanner sends them: ``series`` text-free series of ``slices``
+    slices per modality (most CT/MR slices carry no text), and per modality one series whose
+    every slice carries labelled burned-in text (a sample finds it; the series is then read
+    whole). Text-free slices have no labels: an alteration there counts against the tool."""
+    from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
+
+    from phigate.pixels.validation import _SPECS, _background, _dataset, _identifiers
+
+    (root / "series").mkdir()
+    classes = {"CT": CTImageStorage, "MR": MRImageStorage}
+    for modality, spec_index in SERIES_SPECS.items():
+        spec = replace(_SPECS[modality][spec_index], frames=1)
+        for number in range(series):
+            rng = random.Random(f"{seed}:{modality}:series:{number}")
+            ids, study, uid = _identifiers(rng), generate_uid(), generate_uid()
+            for index in range(slices):
+                ds = _dataset(modality, spec, _background(spec, rng), ids)
+                ds.SOPClassUID, ds.file_meta.MediaStorageSOPClassUID = (classes[modality],) * 2
+                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, uid
+                ds.InstanceNumber = index + 1
+                rel = f"series/{modality.lower()}-{number:02d}-{index:03d}.dcm"
+                ds.save_as(root / rel, enforce_file_format=True)
+                yield _item(root, rel, "series", ())
+        yield from _series_with_text(root, modality, classes[modality], slices, seed)
+
+
+def _series_with_text(
+    root: Path, modality: str, sop_class: str, slices: int, seed: int
+) -> Iterator[Item]:
+    from pydicom.uid import generate_uid
+
+    from phigate.pixels.validation import generate_cases
+
+    study, uid = generate_uid(), generate_uid()
+    cases = generate_cases([modality], max(3, slices // 4), seed + 7)
+    for index, case in enumerate(c for c in cases if "NumberOfFrames" not in c.dataset):
+        ds = case.dataset
+        ds.SOPClassUID, ds.file_meta.MediaStorageSOPClassUID = sop_class, sop_class
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study, uid, index + 1
+        yield _save_case(root, f"series/{modality.lower()}-text-{index:03d}.dcm", ds, case.labels)
 
 
 def _write_deid_data(root: Path, cines: bool) -> Iterator[Item]:
@@ -1004,6 +1062,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--series", type=int, default=2, help="text-free CT and MR series per modality (default 2)"
+    )
+    parser.add_argument("--slices", type=int, default=40, help="slices per series (default 40)")
+    parser.add_argument(
         "--cines", action="store_true", help="add deid-data's two zipped cine loops (117 MB more)"
     )
     parser.add_argument(
@@ -1050,7 +1112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     log(f"building the corpus in {work / 'corpus'}")
-    corpus = build_corpus(work, args.per_modality, args.seed, args.cines)
+    corpus = build_corpus(work, args.per_modality, args.seed, args.cines, args.series, args.slices)
     bench = Bench(corpus, max(1, args.workers))
     if os.environ.get(OFFLINE_MARK):
         bench.notes.append("run inside `unshare -n`: no network for either tool")

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
+from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from phigate.errors import InstanceFiltered, InstanceRejected
@@ -32,6 +37,19 @@ _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length
 _PIXEL_DATA = 0x7FE00010
 _LONGEST_ELEMENT_HEADER = 12  # explicit VR OB/OW/SQ/UN/UT...: tag 4 + VR 2 + reserved 2 + length 4
 _DEFLATED_UID_BYTES = DeflatedExplicitVRLittleEndian.encode("ascii")
+# Little-endian element headers (PS3.5 7.1.2, 7.1.3) and item markers (PS3.5 7.5).
+_IMPLICIT_HEADER = struct.Struct("<HHI")
+_EXPLICIT_SHORT_HEADER = struct.Struct("<HH2sH")
+_EXPLICIT_LONG_HEADER = struct.Struct("<HH2s2xI")
+_LONG_LENGTH_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+_ITEM_START = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # (FFFE,E000), undefined length
+_META_MIRRORS = (
+    ("MediaStorageSOPClassUID", "SOPClassUID"),
+    ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+)
+_ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"  # (FFFE,E00D), length 0
 _META_SEARCH_BYTES = 4096
 # Byte size of one value of each fixed-length binary VR (PS3.5 Table 6.2-1).
 _FIXED_VR_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
@@ -241,9 +259,97 @@ def _keyword(element: RawDataElement) -> str:
 
 
 def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
-    """Serialise as a PS3.10 file in ``transfer_syntax`` with a zero preamble (it may hold PHI)."""
+    """Serialise as a PS3.10 file in ``transfer_syntax`` with a zero preamble (it may hold PHI).
+
+    When the data set is written in the encoding it was read in (the usual case: the
+    transfer syntax is kept), elements still raw are copied as read, header and value, and
+    sequences are written with undefined lengths (PS3.5 7.5.2); pydicom encodes only what
+    changed. Anything else (a new encoding or character set, big endian, deflate) is left
+    to pydicom whole.
+    """
     dataset.preamble = b"\0" * _PREAMBLE_LENGTH
     dataset.file_meta.TransferSyntaxUID = transfer_syntax
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    encoding = (transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
+    if not _copyable_encoding(dataset, transfer_syntax, encoding):
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+    meta = dataset.file_meta
+    for meta_keyword, keyword in _META_MIRRORS:
+        if keyword in dataset and meta.get(meta_keyword) != dataset[keyword].value:
+            setattr(meta, meta_keyword, dataset[keyword].value)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = encoding
+    fp.write(dataset.preamble + _MAGIC)
+    write_file_meta_info(fp, dataset.file_meta, enforce_standard=True)
+    if _PIXEL_DATA in dataset._dict and not dataset._dict[BaseTag(_PIXEL_DATA)].is_raw:
+        dataset[_PIXEL_DATA].is_undefined_length = transfer_syntax.is_compressed
+    _write_dataset(fp, dataset, default_encoding)
+    return bytes(fp.getvalue())
+
+
+def _copyable_encoding(dataset: Dataset, syntax: UID, encoding: tuple[bool, bool]) -> bool:
+    return (
+        syntax != DeflatedExplicitVRLittleEndian
+        and encoding[1]
+        and tuple(dataset.original_encoding) == encoding
+        and dataset.original_character_set == dataset._character_set
+    )
+
+
+def _write_dataset(fp: DicomBytesIO, dataset: Dataset, parent_encoding: str | list[str]) -> None:
+    """The elements of ``dataset`` in tag order (PS3.5 7.1), without group lengths."""
+    elements = dataset._dict
+    encodings = dataset.get("SpecificCharacterSet", parent_encoding)
+    implicit = fp.is_implicit_VR
+    for tag in sorted(elements):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group length (PS3.5 7.2)
+        element: DataElement | RawDataElement = elements[tag]
+        if isinstance(element, RawDataElement):
+            copy = _raw_copy(element, implicit)
+            if copy is not None:
+                fp.write(copy[0])
+                fp.write(copy[1])
+                continue
+            if element.value is None:  # a deferred or raw sequence value: pydicom reads it
+                element = dataset[tag]
+        if isinstance(element, DataElement) and element.VR == "SQ":
+            _write_sequence(fp, element, encodings)
+            continue
+        write_data_element(fp, element, encodings)
+
+
+def _write_sequence(fp: DicomBytesIO, element: DataElement, encodings: str | list[str]) -> None:
+    """A sequence and its items, all of undefined length with delimiters (PS3.5 7.5.2)."""
+    tag = int(element.tag)
+    if fp.is_implicit_VR:
+        fp.write(_IMPLICIT_HEADER.pack(tag >> 16, tag & 0xFFFF, _UNDEFINED_LENGTH))
+    else:
+        fp.write(_EXPLICIT_LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", _UNDEFINED_LENGTH))
+    for item in element.value:
+        fp.write(_ITEM_START)
+        _write_dataset(fp, item, encodings)
+        fp.write(_ITEM_END)
+    fp.write(_SEQUENCE_DELIMITER)
+
+
+def _raw_copy(element: RawDataElement, implicit: bool) -> tuple[bytes, bytes] | None:
+    """Header and value of a raw element that can be copied as read, else None (pydicom
+    writes it: undefined lengths, unknown VRs, deferred values)."""
+    length, vr, value = element.length, element.VR, element.value
+    if length == _UNDEFINED_LENGTH or element.is_buffered or not isinstance(value, bytes):
+        return None
+    if len(value) != length:
+        return None
+    tag = int(element.tag)
+    group, number = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return _IMPLICIT_HEADER.pack(group, number, length), value
+    if not vr or len(vr) != 2:
+        return None
+    if vr in _LONG_LENGTH_VRS:
+        return _EXPLICIT_LONG_HEADER.pack(group, number, vr.encode(), length), value
+    if length > 0xFFFF:
+        return None
+    return _EXPLICIT_SHORT_HEADER.pack(group, number, vr.encode(), length), value
