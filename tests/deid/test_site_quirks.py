@@ -8,7 +8,7 @@ import io
 
 import pydicom
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
@@ -21,6 +21,8 @@ from phigate.pipeline.instance import Outcome, Worker, process_instance
 from phigate.policy.plan import ActionPlan, compile_profile
 from phigate.policy.profile import load_profile, parse_profile_text, with_site_template
 from phigate.record import Status
+
+from .test_visitor import encode
 
 KEYS = Keyring(b"q" * 32)
 CREATOR = "ACME 1.1"
@@ -60,15 +62,8 @@ def instance(modality: str = "CT", sop_class: str = CTImageStorage) -> Dataset:
 
 
 def encoded(ds: Dataset, syntax: str = ImplicitVRLittleEndian) -> bytes:
-    """A Part 10 file; in Implicit VR Little Endian (the default) private VRs are not written."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    file_ds = FileDataset("", ds, file_meta=meta, preamble=b"\0" * 128)
-    buffer = io.BytesIO()
-    file_ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    """In Implicit VR Little Endian (the default) private VRs are not written."""
+    return encode(ds, syntax=syntax)
 
 
 def site_plan(profile_text: str, template: dict[str, object] = TEMPLATE) -> ActionPlan:

@@ -80,11 +80,14 @@ def with_pixels(ds: Dataset) -> Dataset:
     return ds
 
 
-def encode(ds: Dataset, preamble: bytes = b"\0" * 128) -> bytes:
+def encode(
+    ds: Dataset, preamble: bytes = b"\0" * 128, syntax: str = ExplicitVRLittleEndian
+) -> bytes:
+    """A Part 10 file whose file meta carries sender PHI (AE title, private information)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     meta.SourceApplicationEntityTitle = "SENDER_AE"
     meta.PrivateInformationCreatorUID = "1.2.826.0.1.999.77"
     meta.PrivateInformation = b"SECRET"
