@@ -269,6 +269,24 @@ def test_site_profile_and_modality_defaults_govern_its_jobs(
     assert job["status"] == "pending_review"
 
 
+def test_a_site_that_claims_the_input_folder_is_used_without_site(
+    home: Path, inputs: Path, tmp_path: Path
+) -> None:
+    template = tmp_path / "north.yaml"
+    template.write_text(f"name: north\nrecognise: {{source_folders: ['{inputs}']}}\n")
+    run("site", "add", str(template))
+    report = deidentify(inputs, tmp_path / "out")
+    assert report["site"] == {
+        "name": "north",
+        "template_version": report["site"]["template_version"],
+    }
+    job = json.loads(run("job", "show", str(report["job_id"]), "--json"))["job"]
+    assert job["site"] == "north"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(inputs, elsewhere / "in")
+    assert "site" not in deidentify(elsewhere / "in", tmp_path / "out2")
+
+
 def test_a_site_modality_profile_must_be_approved(home: Path, inputs: Path, tmp_path: Path) -> None:
     template = tmp_path / "north.yaml"
     template.write_text("name: north\nmodality_defaults:\n  MR: {profile: nosuch}\n")

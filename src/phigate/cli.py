@@ -41,7 +41,7 @@ from phigate.governance.guards import authorize_data_read, authorize_reidentific
 from phigate.governance.home import Home, init_home, load_keyring, resolve_home
 from phigate.governance.identity import bootstrap, resolve_cli_identity
 from phigate.governance.jobs import JobStore
-from phigate.governance.sites import get_site
+from phigate.governance.sites import get_site, recognise_site
 from phigate.governance.vault import Vault
 from phigate.pipeline.report import RunSummary
 from phigate.pipeline.runner import RunRequest, check_folders, discover, run
@@ -150,7 +150,13 @@ def deidentify(
             "(default: the site's profile, else basic)."
         ),
     ] = None,
-    site: Annotated[str | None, typer.Option(help="The site the files come from.")] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="The site the files come from (default: the site whose source folders "
+            "hold INPUT_DIR, if any)."
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: one per core).")] = 0,
     home: HomeOption = None,
     key_file: Annotated[Path | None, typer.Option(help="Secret key file.")] = None,
@@ -169,6 +175,8 @@ def deidentify(
     check_folders(input_dir, output_dir)
     with open_session(database_url(where.root)) as session:
         principal = resolve_cli_identity(session, os.environ)
+        if site is None:
+            site = _site_of_folder(session, input_dir)
         template = get_site(session, principal, site).template if site is not None else None
         plan = _job_plan(session, profile, site, template)
         subjects = load_subject_map(subject_map) if subject_map else None
@@ -216,6 +224,14 @@ def deidentify(
         _print_summary(summary, plan, job.id)
     if not summary.balanced:
         raise fail("counts do not add up; please report this as a bug", 3)
+
+
+def _site_of_folder(session: Session, folder: Path) -> str | None:
+    """The site that claims ``folder`` as a source folder (its deepest claim wins)."""
+    found = recognise_site(session, source_folder=str(folder.resolve()))
+    if found is not None:
+        err.print(f"site {found.name} (it claims the input folder)", markup=False)
+    return found.name if found is not None else None
 
 
 def _job_plan(
