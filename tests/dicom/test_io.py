@@ -13,6 +13,7 @@ import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -319,3 +320,54 @@ def test_dicomdir_is_filtered_not_quarantined() -> None:
     worker = Worker(compile_profile(load_profile("basic")), Keyring(b"k" * 32))
     record = process_instance(data, "ref", worker).record
     assert (record.status, record.reason) == (Status.FILTERED, "dicomdir")
+
+
+# --- writing: raw elements copied, simple values encoded by phigate, the rest by pydicom ---
+
+
+def _edited(syntax: str, charset: str | None) -> FileDataset:
+    """An instance read back from bytes (so its elements are raw), then edited as the
+    visitor edits: UIDs replaced, values emptied, names and codes rewritten."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1"
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.PatientName = "DOE^JOHN"
+    ds.PatientID = "ID1"
+    ds.StudyDate = "20200101"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.Rows = 2
+    ds.StudyDescription = "Head"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = (
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+    )
+    meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    FileDataset("", ds, file_meta=meta, preamble=b"\0" * 128).save_as(
+        buffer, enforce_file_format=True
+    )
+    edited = read_instance(buffer.getvalue()).dataset
+    edited.SOPInstanceUID = "2.25.123"  # odd length: NUL padding
+    edited.PatientName = "ABCDE"  # odd length: space padding
+    edited.PatientID = ""
+    edited.StudyDate = None
+    edited.ImageType = ["DERIVED", "SECONDARY", "X"]
+    edited.StudyDescription = "Tête"  # not ASCII: pydicom encodes it in the character set
+    edited.Rows = 3  # not a string: pydicom encodes it
+    return edited
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize("charset", [None, "ISO_IR 100", "ISO_IR 192"])
+def test_written_bytes_are_pydicoms_for_a_flat_data_set(syntax: str, charset: str | None) -> None:
+    """Without sequences (where phigate always writes undefined lengths) the bytes are
+    exactly those pydicom writes for the same edited data set."""
+    ours = write_instance(_edited(syntax, charset), UID(syntax))
+    theirs = io.BytesIO()
+    _edited(syntax, charset).save_as(theirs, enforce_file_format=True)
+    assert ours == theirs.getvalue()
+    again = pydicom.dcmread(io.BytesIO(ours))
+    assert str(again.StudyDescription) == "Tête" and again.SOPInstanceUID == "2.25.123"

@@ -23,8 +23,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.valuerep import PersonName
 
 from phigate.errors import InstanceFiltered, InstanceRejected
 
@@ -43,6 +45,11 @@ _EXPLICIT_SHORT_HEADER = struct.Struct("<HH2sH")
 _EXPLICIT_LONG_HEADER = struct.Struct("<HH2s2xI")
 _LONG_LENGTH_VRS = frozenset(
     {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+# String VRs whose ASCII values are written as they are (PS3.5 6.2).
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
 )
 _ITEM_START = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # (FFFE,E000), undefined length
 _META_MIRRORS = (
@@ -307,17 +314,71 @@ def _write_dataset(fp: DicomBytesIO, dataset: Dataset, parent_encoding: str | li
             continue  # retired group length (PS3.5 7.2)
         element: DataElement | RawDataElement = elements[tag]
         if isinstance(element, RawDataElement):
-            copy = _raw_copy(element, implicit)
-            if copy is not None:
-                fp.write(copy[0])
-                fp.write(copy[1])
-                continue
             if element.value is None:  # a deferred or raw sequence value: pydicom reads it
                 element = dataset[tag]
-        if isinstance(element, DataElement) and element.VR == "SQ":
-            _write_sequence(fp, element, encodings)
-            continue
+            elif _copy_raw(fp, element, implicit):
+                continue
+        if isinstance(element, DataElement):
+            if element.VR == "SQ":
+                _write_sequence(fp, element, encodings)
+                continue
+            if _write_simple(fp, element, implicit):
+                continue
         write_data_element(fp, element, encodings)
+
+
+def _copy_raw(fp: DicomBytesIO, element: RawDataElement, implicit: bool) -> bool:
+    """Copy a raw element's value as read, under a new header; False when pydicom must write
+    it (undefined length, unknown VR, deferred value)."""
+    value = element.value
+    if element.is_buffered or not isinstance(value, bytes) or len(value) != element.length:
+        return False
+    return _write_element(fp, int(element.tag), element.VR, value, implicit)
+
+
+def _write_simple(fp: DicomBytesIO, element: DataElement, implicit: bool) -> bool:
+    """Write an empty element or an ASCII string value (the same bytes in every character
+    set DICOM allows, PS3.5 6.1.2.5.3), padded to even length (PS3.5 6.2); False for pydicom
+    to encode anything else."""
+    value, vr = element.value, element.VR
+    if value is None or value == "" or (isinstance(value, list | MultiValue) and not value):
+        data = b""
+    elif vr not in _STRING_VRS:
+        return False
+    else:
+        text = _joined_text(value)
+        if text is None or not text.isascii():
+            return False
+        data = text.encode("ascii")
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+    return _write_element(fp, int(element.tag), vr, data, implicit)
+
+
+def _joined_text(value: object) -> str | None:
+    if isinstance(value, str | PersonName):
+        return str(value)
+    if isinstance(value, MultiValue | list) and all(isinstance(v, str) for v in value):
+        return "\\".join(value)
+    return None
+
+
+def _write_element(fp: DicomBytesIO, tag: int, vr: str | None, data: bytes, implicit: bool) -> bool:
+    """Write tag, VR, length and value (PS3.5 7.1.2, 7.1.3); False when the VR is unknown or
+    the value too long for its VR's 16-bit length."""
+    group, number, length = tag >> 16, tag & 0xFFFF, len(data)
+    if implicit:
+        fp.write(_IMPLICIT_HEADER.pack(group, number, length))
+    elif not vr or len(vr) != 2:
+        return False
+    elif vr in _LONG_LENGTH_VRS:
+        fp.write(_EXPLICIT_LONG_HEADER.pack(group, number, vr.encode(), length))
+    elif length <= 0xFFFF:
+        fp.write(_EXPLICIT_SHORT_HEADER.pack(group, number, vr.encode(), length))
+    else:
+        return False
+    fp.write(data)
+    return True
 
 
 def _write_sequence(fp: DicomBytesIO, element: DataElement, encodings: str | list[str]) -> None:
@@ -332,24 +393,3 @@ def _write_sequence(fp: DicomBytesIO, element: DataElement, encodings: str | lis
         _write_dataset(fp, item, encodings)
         fp.write(_ITEM_END)
     fp.write(_SEQUENCE_DELIMITER)
-
-
-def _raw_copy(element: RawDataElement, implicit: bool) -> tuple[bytes, bytes] | None:
-    """Header and value of a raw element that can be copied as read, else None (pydicom
-    writes it: undefined lengths, unknown VRs, deferred values)."""
-    length, vr, value = element.length, element.VR, element.value
-    if length == _UNDEFINED_LENGTH or element.is_buffered or not isinstance(value, bytes):
-        return None
-    if len(value) != length:
-        return None
-    tag = int(element.tag)
-    group, number = tag >> 16, tag & 0xFFFF
-    if implicit:
-        return _IMPLICIT_HEADER.pack(group, number, length), value
-    if not vr or len(vr) != 2:
-        return None
-    if vr in _LONG_LENGTH_VRS:
-        return _EXPLICIT_LONG_HEADER.pack(group, number, vr.encode(), length), value
-    if length > 0xFFFF:
-        return None
-    return _EXPLICIT_SHORT_HEADER.pack(group, number, vr.encode(), length), value
