@@ -9,6 +9,7 @@ from sqlalchemy import inspect, select, text
 
 from phigate.governance.audit import GENESIS_HASH
 from phigate.governance.database import (
+    HEAD_REVISION,
     current_revision,
     ensure_current,
     head_revision,
@@ -45,8 +46,20 @@ def test_empty_database_is_refused_until_migrated(empty_db_url: str) -> None:
         engine.dispose()
 
 
+def test_the_code_names_the_newest_shipped_migration() -> None:
+    assert head_revision() == HEAD_REVISION
+
+
 def test_upgrade_from_empty_matches_the_models(empty_db_url: str) -> None:
-    assert upgrade_database(empty_db_url) == head_revision()
+    assert upgrade_database(empty_db_url) == HEAD_REVISION
+    engine = make_engine(empty_db_url)
+    try:
+        assert (
+            current_revision(engine)
+            == MigrationContext.configure(engine.connect()).get_current_revision()
+        )
+    finally:
+        engine.dispose()
     engine = make_engine(empty_db_url)
     try:
         assert set(inspect(engine).get_table_names()) == EXPECTED_TABLES
