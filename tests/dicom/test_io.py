@@ -371,3 +371,25 @@ def test_written_bytes_are_pydicoms_for_a_flat_data_set(syntax: str, charset: st
     assert ours == theirs.getvalue()
     again = pydicom.dcmread(io.BytesIO(ours))
     assert str(again.StudyDescription) == "Tête" and again.SOPInstanceUID == "2.25.123"
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("with_meta", [False, True], ids=["bare", "meta-first"])
+def test_a_stream_without_preamble_starting_at_any_element_is_dicom(
+    implicit: bool, with_meta: bool
+) -> None:
+    """A minimal data set starts at SOP Class UID (0008,0016); a meta group written without
+    preamble may start at Transfer Syntax UID (0002,0010). Neither is "not DICOM"."""
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, "1.2.826.0.1.3680043.2.9"
+    if with_meta:
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        )
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=True)
+    data = buffer.getvalue()
+    assert data[:4] == (b"\x02\x00\x10\x00" if with_meta else b"\x08\x00\x16\x00")
+    assert sniff_dicom(data)
+    assert str(read_instance(data).dataset.SOPInstanceUID) == "1.2.826.0.1.3680043.2.9"

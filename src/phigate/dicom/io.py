@@ -58,6 +58,11 @@ _META_MIRRORS = (
 )
 _ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"  # (FFFE,E00D), length 0
 _META_SEARCH_BYTES = 4096
+_KNOWN_VRS = frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT"}
+    | {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST"}
+    | {b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+)
 # Byte size of one value of each fixed-length binary VR (PS3.5 Table 6.2-1).
 _FIXED_VR_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
 
@@ -104,8 +109,16 @@ def sniff_dicom(data: bytes) -> bool:
         return True
     if len(data) < 8:
         return False
-    # Bare data sets (either byte order) and meta-only starts begin with group 0002 or 0008.
-    return data[0:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08") and data[2] < 0x10
+    # Bare data sets and meta-only starts begin with an element of group 0002 or 0008 (any
+    # element: a minimal data set may start at SOP Class UID, a bare meta at its Transfer
+    # Syntax UID), followed by an explicit VR or an implicit length that fits in the data.
+    little = data[0:2] in (b"\x02\x00", b"\x08\x00")
+    if not little and data[0:2] != b"\x00\x08":
+        return False
+    if data[4:6] in _KNOWN_VRS:
+        return True
+    length = int.from_bytes(data[4:8], "little" if little else "big")
+    return length < len(data)
 
 
 def read_instance(
