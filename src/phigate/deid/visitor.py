@@ -79,7 +79,8 @@ class HeaderVisitor:
                 continue  # the hot path: most elements stay raw and untouched
             name = known.keyword if known is not None and known.keyword else None
             name = name or _name_of(tag, creator)
-            self._handlers[action](ds, tag, vr, name)
+            # The element's own BaseTag for pydicom: an int key costs it a Tag() conversion.
+            self._handlers[action](ds, element.tag, vr, name)
             if action is not Action.KEEP:
                 self.ctx.actions[name] = action.value
         _drop_orphan_creators(ds)
