@@ -30,7 +30,7 @@ Set-up (benchmark only; the project does not depend on these)::
 
 Run from the repository root::
 
-    python -m benchmarks.pixel_throughput                    # about four minutes
+    python -m benchmarks.pixel_throughput                    # about seven minutes
     python -m benchmarks.pixel_throughput --json pixels.json
     python -m benchmarks.pixel_throughput --offline          # the same inside `unshare -n`
 """
