@@ -119,10 +119,23 @@ def test_version_changes_when_the_parent_changes(tmp_path: Path) -> None:
             "dates.reduce_to_year: 'maybe' is not of type 'boolean'",
         ),
         ("schema: 1\nname: x\nages:\n  aggregate_over: ninety\n", 4, "is not of type 'integer'"),
+        (
+            "schema: 1\nname: x\nprivate:\n  dictionary:\n    - {creator: ACME, element: '10'}\n",
+            5,
+            "private.dictionary.0:",
+        ),
         ("schema: 1\nname: x\noptions: [clean_descriptors\ntext: {}\n", 4, "not valid YAML"),
         ("schema: 1\nname: x\n  bad: indent\n", 3, "not valid YAML"),
     ],
-    ids=["bad-action", "unknown-option", "wrong-type", "wrong-type-age", "bad-yaml", "bad-indent"],
+    ids=[
+        "bad-action",
+        "unknown-option",
+        "wrong-type",
+        "wrong-type-age",
+        "dictionary-entry-without-vr-or-keyword",
+        "bad-yaml",
+        "bad-indent",
+    ],
 )
 def test_schema_errors_name_the_line(text: str, line: int, words: str) -> None:
     with pytest.raises(ProfileError) as caught:

@@ -31,6 +31,24 @@ _TAG = r"^\(?[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}\)?$"
 _TAG_RANGE = r"^\(?[0-9A-Fa-fXx]{4},?[0-9A-Fa-fXx]{4}\)?$"
 _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
+_VR: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{2}$"}
+
+
+def _private_attribute(**more: Any) -> dict[str, Any]:
+    """A private attribute by creator, element byte and optional group, plus ``more``."""
+    return {
+        "type": "object",
+        "required": ["creator", "element"],
+        "additionalProperties": False,
+        "properties": {
+            "creator": {"type": "string", "minLength": 1},
+            "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
+            "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
+            **more,
+        },
+    }
+
+
 _SELECT: dict[str, Any] = {
     "type": "object",
     "minProperties": 1,
@@ -40,48 +58,19 @@ _SELECT: dict[str, Any] = {
         "keyword": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
         "tag": {"type": "string", "pattern": _TAG},
         "range": {"type": "string", "pattern": _TAG_RANGE},
-        "vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
-        "private": {
-            "type": "object",
-            "required": ["creator", "element"],
-            "additionalProperties": False,
-            "properties": {
-                "creator": {"type": "string", "minLength": 1},
-                "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
-                "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
-            },
-        },
+        "vr": _VR,
+        "private": _private_attribute(),
     },
 }
 
-_PRIVATE_ENTRY: dict[str, Any] = {
-    "type": "object",
-    "required": ["creator", "element"],
-    "additionalProperties": False,
-    "properties": {
-        "creator": {"type": "string", "minLength": 1},
-        "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
-        "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
-        "note": {"type": "string"},
-    },
-}
+_PRIVATE_ENTRY = _private_attribute(note={"type": "string"})
 
 # A private dictionary entry names a private attribute and gives its VR, so records say
 # what it is and an implicit-VR input (where private VRs are unknown) is handled and written
 # with the right VR instead of UN.
-_PRIVATE_NAME: dict[str, Any] = {
-    "type": "object",
-    "required": ["creator", "element"],
-    "anyOf": [{"required": ["vr"]}, {"required": ["keyword"]}],
-    "additionalProperties": False,
-    "properties": {
-        "creator": {"type": "string", "minLength": 1},
-        "group": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}$"},
-        "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
-        "vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
-        "keyword": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
-    },
-}
+_PRIVATE_NAME = _private_attribute(
+    vr=_VR, keyword={"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"}
+) | {"anyOf": [{"required": ["vr"]}, {"required": ["keyword"]}]}
 
 _BOX: dict[str, Any] = {
     "type": "array",
