@@ -202,7 +202,9 @@ class _CrashSafePool:
     def run(self, tasks: list[_Task]) -> Iterator[_Done]:
         pending: deque[tuple[list[_Task], Future[list[_Done]]]] = deque()
         window = self.workers * _IN_FLIGHT_PER_WORKER
-        for chunk in _chunks(tasks, self.workers):
+        # A file whose pixels are read costs a second or more: send those one at a time.
+        most = 1 if self.plan.uses_pixels else _CHUNK_FILES
+        for chunk in _chunks(tasks, self.workers, most):
             pending.append((chunk, self.executor.submit(_run_chunk, chunk)))
             if len(pending) >= window:
                 yield from self._next(pending)
@@ -230,10 +232,10 @@ class _CrashSafePool:
                 return _crashed(task, self.plan)
 
 
-def _chunks(tasks: list[_Task], workers: int) -> Iterator[list[_Task]]:
-    """Tasks in consecutive groups: one round trip per group, not per file, yet enough
-    groups (at least four per worker) that no worker idles long at the end."""
-    size = max(1, min(_CHUNK_FILES, len(tasks) // (workers * 4)))
+def _chunks(tasks: list[_Task], workers: int, most: int) -> Iterator[list[_Task]]:
+    """Tasks in consecutive groups of at most ``most``: one round trip per group, not per
+    file, yet enough groups (at least four per worker) that no worker idles long at the end."""
+    size = max(1, min(most, len(tasks) // (workers * 4)))
     for start in range(0, len(tasks), size):
         yield tasks[start : start + size]
 
