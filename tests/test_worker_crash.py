@@ -8,7 +8,10 @@ its process on one marked input; forked workers inherit the replacement.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +34,17 @@ def crashing(data: bytes, source_ref: str, worker: Worker, scan_pixels: bool = T
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("position", [0.15, 0.5], ids=["early", "middle"])
 def test_a_dying_worker_costs_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, position: float
 ) -> None:
+    """Early: the pool breaks while the parent is still submitting (submit itself raises);
+    middle: it breaks under a chunk with neighbours on both sides."""
     inputs = tmp_path / "in"
-    manifest = make_sample_set(inputs, patients=2)
+    manifest = make_sample_set(inputs, patients=6)
     files = sorted(p for p in inputs.rglob("*") if p.is_file())
-    assert len(files) >= 12  # several files per chunk, so the crash has neighbours
-    victim = files[len(files) // 2]
+    assert len(files) >= 20  # several files per chunk, so the crash has neighbours
+    victim = files[int(len(files) * position)]
     victim.write_bytes(victim.read_bytes() + MARK)
     monkeypatch.setattr(runner, "process_instance", crashing)
     records: list[InstanceResult] = []
@@ -54,7 +60,53 @@ def test_a_dying_worker_costs_one_file(
     crashed = [r for r in records if r.reason == WORKER_CRASHED]
     assert len(crashed) == 1 and crashed[0].status is Status.QUARANTINED
     assert crashed[0].source_ref == request.keys.instance_ref(victim.relative_to(inputs).as_posix())
-    assert summary.balanced and len(records) == len(files)
+    assert summary.balanced
+    expected = [request.keys.instance_ref(p.relative_to(inputs).as_posix()) for p in files]
+    assert sorted(r.source_ref for r in records) == sorted(expected)  # none lost, none twice
     written = [r for r in records if r.status is Status.WRITTEN]
     assert len(written) == len(manifest.instances) - 1
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == len(written)
+
+
+def test_a_pool_that_breaks_while_files_are_being_submitted_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker can die while the parent is still submitting: then ``submit`` itself raises
+    BrokenProcessPool. That race is forced here: the first pool's third submit raises."""
+    inputs = tmp_path / "in"
+    make_sample_set(inputs, patients=2)
+    files = sorted(p for p in inputs.rglob("*") if p.is_file())
+    made = 0
+    real_executor = runner._CrashSafePool._new_executor
+
+    def executor_breaking_once(workers: int) -> ProcessPoolExecutor:
+        nonlocal made
+        made += 1
+        executor = real_executor(workers)
+        if made == 1:
+            submitted = 0
+            real_submit = executor.submit
+
+            def submit(*args: Any, **kwargs: Any) -> Future[Any]:
+                nonlocal submitted
+                submitted += 1
+                if submitted == 3:
+                    raise BrokenProcessPool("a worker died")
+                return real_submit(*args, **kwargs)
+
+            monkeypatch.setattr(executor, "submit", submit)
+        return executor
+
+    monkeypatch.setattr(
+        runner._CrashSafePool, "_new_executor", staticmethod(executor_breaking_once)
+    )
+    records: list[InstanceResult] = []
+    request = RunRequest(
+        inputs, tmp_path / "out", tmp_path / "q", compile_profile(load_profile("basic")),
+        Keyring(b"c" * 32), workers=2,
+    )  # fmt: skip
+    summary = run(request, on_result=records.append)
+    expected = [request.keys.instance_ref(p.relative_to(inputs).as_posix()) for p in files]
+    assert [r.source_ref for r in records] == expected  # in input order, none lost
+    assert summary.balanced and not [r for r in records if r.reason == WORKER_CRASHED]
+    assert made >= 2  # the broken pool was replaced

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import pydicom
+import pytest
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -17,8 +18,10 @@ from pydicom.uid import (
 )
 
 from phigate.deid.keys import Keyring
+from phigate.governance.errors import SiteTemplateInvalid
+from phigate.governance.sites import validate_template
 from phigate.pipeline.instance import Outcome, Worker, process_instance
-from phigate.policy.plan import ActionPlan, compile_profile
+from phigate.policy.plan import ActionPlan, PrivateName, compile_profile
 from phigate.policy.profile import load_profile, parse_profile_text, with_site_template
 from phigate.record import Status
 
@@ -91,7 +94,7 @@ def test_site_dictionary_gives_private_attributes_their_vr_and_name() -> None:
     block = written(outcome).private_block(0x0029, CREATOR)
     assert block[0x10].value == b"PROTO-7 "  # a safe private tag, kept (implicit VR: no VR)
     # Known to be a PN, so the profile's PN rule reaches it; the record names it.
-    assert outcome.record.actions["AcmeOperator"] == "pseudonymize"
+    assert outcome.record.actions["private:AcmeOperator"] == "pseudonymize"
     assert b"ROE" not in block[0x11].value and block[0x11].value
 
 
@@ -146,3 +149,49 @@ def test_a_modality_plan_governs_instances_of_its_modality() -> None:
     assert us.record.profile_version == plan.modality_plans["US"].version
     assert "phigate tcia" in str(written(us).DeidentificationMethod)
     assert "phigate basic" in str(written(ct).DeidentificationMethod)
+
+
+def test_a_dictionary_entry_for_one_group_does_not_rename_another() -> None:
+    """One creator may use its block in several groups with other VRs (Siemens does): an
+    entry with a group applies to that group only."""
+    template = {
+        "name": "north",
+        "private_tags": [
+            {"creator": CREATOR, "group": "0029", "element": "11", "vr": "PN", "keyword": "Op"},
+            {"creator": CREATOR, "group": "0031", "element": "11", "vr": "LO", "keyword": "Other"},
+        ],
+    }
+    plan = site_plan(TCIA_PN_PSEUDONYMS, template)
+    assert plan.private_name(CREATOR, OPERATOR_TAG) == PrivateName("Op", "PN")
+    assert plan.private_name(CREATOR, 0x00311011) == PrivateName("Other", "LO")
+    assert plan.private_name(CREATOR, 0x00331011) is None
+
+
+def test_a_site_keyword_cannot_pass_for_a_standard_attribute() -> None:
+    template = {
+        "name": "north",
+        "private_tags": [{"creator": CREATOR, "element": "11", "vr": "LO", "keyword": "PatientID"}],
+    }
+    actions = run(instance(), site_plan("name: t\nextends: basic\n", template)).record.actions
+    assert actions["private:PatientID"] == "remove"
+    assert actions["PatientID"] != "remove"
+
+
+def test_a_dictionary_may_declare_only_a_standard_vr_other_than_sq() -> None:
+    for vr in ("XX", "SQ"):
+        template = {
+            "name": "north",
+            "private_tags": [{"creator": CREATOR, "element": "11", "vr": vr}],
+        }
+        with pytest.raises(SiteTemplateInvalid):
+            validate_template(template)
+
+
+def test_pixels_cleaned_by_a_modality_exception_are_coded_as_cleaned() -> None:
+    """basic has no Clean Pixel Data option; the site cleans US pixels anyway, and the output
+    says so with the option's code (113101)."""
+    out = written(
+        run(instance("US", UltrasoundImageStorage), site_plan("name: t\nextends: basic\n"))
+    )
+    codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+    assert "113101" in codes

@@ -393,3 +393,15 @@ def test_a_stream_without_preamble_starting_at_any_element_is_dicom(
     assert data[:4] == (b"\x02\x00\x10\x00" if with_meta else b"\x08\x00\x16\x00")
     assert sniff_dicom(data)
     assert str(read_instance(data).dataset.SOPInstanceUID) == "1.2.826.0.1.3680043.2.9"
+
+
+def test_a_bare_implicit_data_set_may_start_with_an_undefined_length_sequence() -> None:
+    item = b"\x08\x00\x00\x01\x02\x00\x00\x00en"  # (0008,0100) CodeValue "en"
+    sequence = b"\x08\x00\x06\x00\xff\xff\xff\xff"  # (0008,0006), undefined length
+    sequence += b"\xfe\xff\x00\xe0" + len(item).to_bytes(4, "little") + item
+    sequence += b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    identity = b"\x08\x00\x16\x00\x1a\x00\x00\x00" + CTImageStorage.encode() + b"\x00"
+    identity += b"\x08\x00\x18\x00\x08\x00\x00\x001.2.3.4\x00"
+    data = sequence + identity
+    assert sniff_dicom(data)
+    assert str(read_instance(data).dataset.SOPInstanceUID) == "1.2.3.4"

@@ -132,7 +132,8 @@ def _mark_deidentified(
 ) -> None:
     """PS3.15 E.1.1 (11): say that, how and by which profile version it was de-identified."""
     codes = [BASIC_PROFILE_CODE]
-    for option in sorted(plan.options, key=lambda o: o.code[0]):
+    options = plan.options | ({Option.CLEAN_PIXEL_DATA} if pixels_cleaned else set())
+    for option in sorted(options, key=lambda o: o.code[0]):
         if option not in _PIXEL_OPTIONS or pixels_cleaned:
             codes.append(option.code)
     if Option.RETAIN_LONG_FULL_DATES in plan.options:

@@ -70,6 +70,11 @@ class HeaderVisitor:
         for element in list(ds._dict.values()):
             tag = int(element.tag)  # plain ints: BaseTag compares in Python, slowly
             vr = _vr_of(tag, element)
+            if vr == "UN" and not (tag >> 16) % 2:
+                # A public attribute sent as UN (PS3.5 6.2.2): pydicom reads it with its
+                # dictionary VR, so a sequence is walked and free text is cleaned.
+                element = ds[element.tag]
+                vr = _vr_of(tag, element)
             creator = self._creator_of(ds, tag, creators) if (tag >> 16) % 2 else None
             known = self.ctx.plan.private_name(creator, tag) if creator else None
             if known is not None and known.vr and vr == "UN":
@@ -77,7 +82,7 @@ class HeaderVisitor:
             action = rule_for(tag, vr, creator).action
             if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
                 continue  # the hot path: most elements stay raw and untouched
-            name = known.keyword if known is not None and known.keyword else None
+            name = f"private:{known.keyword}" if known is not None and known.keyword else None
             name = name or _name_of(tag, creator)
             # The element's own BaseTag for pydicom: an int key costs it a Tag() conversion.
             self._handlers[action](ds, element.tag, vr, name)
@@ -102,10 +107,10 @@ class HeaderVisitor:
         Only a still-raw element can take it (its bytes are then decoded, and written, as that
         VR); one pydicom already decoded as UN keeps UN, and its rule is looked up as UN.
         """
-        if isinstance(element, RawDataElement):
+        if isinstance(element, RawDataElement) and vr != "SQ":
             ds._dict[BaseTag(tag)] = element._replace(VR=vr)
             return vr
-        return "UN"
+        return "UN"  # items inside UN bytes are implicit VR: not re-encodable as they are
 
     # The handlers: each takes the data set, tag, VR and the element's display name.
 

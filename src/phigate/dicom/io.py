@@ -118,7 +118,7 @@ def sniff_dicom(data: bytes) -> bool:
     if data[4:6] in _KNOWN_VRS:
         return True
     length = int.from_bytes(data[4:8], "little" if little else "big")
-    return length < len(data)
+    return length < len(data) or length == _UNDEFINED_LENGTH
 
 
 def read_instance(
@@ -327,10 +327,11 @@ def _write_dataset(fp: DicomBytesIO, dataset: Dataset, parent_encoding: str | li
             continue  # retired group length (PS3.5 7.2)
         element: DataElement | RawDataElement = elements[tag]
         if isinstance(element, RawDataElement):
-            if element.value is None:  # a deferred or raw sequence value: pydicom reads it
-                element = dataset[tag]
-            elif _copy_raw(fp, element, implicit):
+            if _copy_raw(fp, element, implicit):
                 continue
+            # Deferred values, undefined lengths, and elements of items read as implicit VR
+            # inside an explicit-VR file (a sequence sent as UN): pydicom decodes them.
+            element = dataset[tag]
         if isinstance(element, DataElement):
             if element.VR == "SQ":
                 _write_sequence(fp, element, encodings)
@@ -382,7 +383,7 @@ def _write_element(fp: DicomBytesIO, tag: int, vr: str | None, data: bytes, impl
     group, number, length = tag >> 16, tag & 0xFFFF, len(data)
     if implicit:
         fp.write(_IMPLICIT_HEADER.pack(group, number, length))
-    elif not vr or len(vr) != 2:
+    elif not vr or vr.encode() not in _KNOWN_VRS:
         return False
     elif vr in _LONG_LENGTH_VRS:
         fp.write(_EXPLICIT_LONG_HEADER.pack(group, number, vr.encode(), length))

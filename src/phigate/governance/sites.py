@@ -23,6 +23,7 @@ from phigate.governance.audit import record_event, require
 from phigate.governance.authz import Operation, Principal, Resource
 from phigate.governance.errors import AlreadyExists, NotFound, SiteTemplateInvalid
 from phigate.governance.models import Site, utcnow
+from phigate.policy.schema import PRIVATE_VRS
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
 _TEXT_LIST = {"type": "array", "items": _TEXT, "uniqueItems": True}
@@ -34,7 +35,7 @@ _PRIVATE_TAG = {
         "creator": {"type": "string", "minLength": 1, "maxLength": 64},
         "group": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{4}$"},
         "element": {"type": "string", "pattern": "^(0x)?[0-9A-Fa-f]{2}$"},
-        "vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "vr": {"enum": list(PRIVATE_VRS)},
         "keyword": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
         "safe": {"type": "boolean"},
     },

@@ -205,7 +205,7 @@ class _CrashSafePool:
         # A file whose pixels are read costs a second or more: send those one at a time.
         most = 1 if self.plan.uses_pixels else _CHUNK_FILES
         for chunk in _chunks(tasks, self.workers, most):
-            pending.append((chunk, self.executor.submit(_run_chunk, chunk)))
+            pending.append((chunk, self._submit(chunk)))
             if len(pending) >= window:
                 yield from self._next(pending)
         while pending:
@@ -220,8 +220,18 @@ class _CrashSafePool:
             self.executor = self._new_executor(self.workers)
             waiting = [queued for queued, _ in pending]
             pending.clear()
-            pending.extend((c, self.executor.submit(_run_chunk, c)) for c in waiting)
+            pending.extend((c, self._submit(c)) for c in waiting)
             return [self._alone(task) for task in chunk]
+
+    def _submit(self, chunk: list[_Task]) -> Future[list[_Done]]:
+        """Submit a chunk; if the pool broke meanwhile (a worker died while this was being
+        submitted), a future that says so, handled in turn by :meth:`_next`."""
+        try:
+            return self.executor.submit(_run_chunk, chunk)
+        except BrokenProcessPool as broken:
+            future: Future[list[_Done]] = Future()
+            future.set_exception(broken)
+            return future
 
     def _alone(self, task: _Task) -> _Done:
         with self._new_executor(1) as executor:

@@ -123,6 +123,7 @@ class Filter:
 
 
 PrivateKey = tuple[str, int]  # (creator, element byte)
+PrivateNameKey = tuple[str, int | None, int]  # (creator, group or None for any, element byte)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,9 @@ _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe l
 _KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
 _CLEAN_FREE_TEXT = Rule(Action.CLEAN_TEXT, "free text not in Table E.1-1 (cleaned)")
 _GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
+# Command (0000) and file meta (0002) elements have no place in a data set (PS3.5 7.1); a
+# writer would put them beside the rebuilt file meta, where a reader takes them as its own.
+_NOT_A_DATA_SET_ELEMENT = Rule(Action.REMOVE, "command or file meta element inside the data set")
 
 
 @dataclass
@@ -162,7 +166,7 @@ class ActionPlan:
     pixel_settings: dict[str, Any] = field(default_factory=dict)
     pixel_skip_modalities: frozenset[str] = frozenset()
     pixel_clean_modalities: frozenset[str] = frozenset()
-    private_names: dict[PrivateKey, PrivateName] = field(default_factory=dict)
+    private_names: dict[PrivateNameKey, PrivateName] = field(default_factory=dict)
     site: str | None = None
     site_version: str | None = None
     # Plans for instances of one modality (a site's modality default profile), by modality.
@@ -197,8 +201,12 @@ class ActionPlan:
         return self.modality_plans.get(modality, self)
 
     def private_name(self, creator: str, tag: int) -> PrivateName | None:
-        """The private dictionary entry for a private attribute, if there is one."""
-        return self.private_names.get((creator, tag & 0xFF)) if self.private_names else None
+        """The private dictionary entry for a private attribute: one for its group first
+        (a creator may use a block in several groups, with other VRs), else one for any."""
+        if not self.private_names:
+            return None
+        names = self.private_names
+        return names.get((creator, tag >> 16, tag & 0xFF)) or names.get((creator, None, tag & 0xFF))
 
     @property
     def dates_modified(self) -> bool:
@@ -216,6 +224,8 @@ class ActionPlan:
     def _decide(self, tag: int, vr: str, creator: str | None) -> Rule:
         if tag & 0xFFFF == 0:
             return _GROUP_LENGTH
+        if tag >> 16 < 0x0008:
+            return _NOT_A_DATA_SET_ELEMENT
         override = self.overrides.find(tag, vr, creator)
         if override is not None:
             return override
@@ -375,11 +385,13 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     return rules
 
 
-def _private_names(doc: dict[str, Any]) -> dict[PrivateKey, PrivateName]:
-    return {
-        _private_key(entry): PrivateName(entry.get("keyword"), entry.get("vr"))
-        for entry in doc.get("private", {}).get("dictionary", [])
-    }
+def _private_names(doc: dict[str, Any]) -> dict[PrivateNameKey, PrivateName]:
+    names = {}
+    for entry in doc.get("private", {}).get("dictionary", []):
+        creator, element = _private_key(entry)
+        group = int(entry["group"], 16) if "group" in entry else None
+        names[(creator, group, element)] = PrivateName(entry.get("keyword"), entry.get("vr"))
+    return names
 
 
 def _private_key(entry: dict[str, str]) -> PrivateKey:

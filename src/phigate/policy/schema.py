@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydicom.valuerep import VR
+
 from phigate.policy.annex_e import Option
 
 ACTIONS = (
@@ -32,6 +34,11 @@ _TAG_RANGE = r"^\(?[0-9A-Fa-fXx]{4},?[0-9A-Fa-fXx]{4}\)?$"
 _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 _VR: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{2}$"}
+# The VRs a private dictionary may declare (PS3.5 Table 6.2-1). Not SQ: the items of a
+# sequence read as UN are implicit VR and cannot be re-encoded as they are.
+PRIVATE_VRS: tuple[str, ...] = tuple(
+    sorted(vr.value for vr in VR if len(vr.value) == 2 and vr.value not in ("SQ", "UN"))
+)
 
 
 def _private_attribute(**more: Any) -> dict[str, Any]:
@@ -69,7 +76,8 @@ _PRIVATE_ENTRY = _private_attribute(note={"type": "string"})
 # what it is and an implicit-VR input (where private VRs are unknown) is handled and written
 # with the right VR instead of UN.
 _PRIVATE_NAME = _private_attribute(
-    vr=_VR, keyword={"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"}
+    vr={"enum": list(PRIVATE_VRS)},
+    keyword={"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
 ) | {"anyOf": [{"required": ["vr"]}, {"required": ["keyword"]}]}
 
 _BOX: dict[str, Any] = {

@@ -1,0 +1,111 @@
+"""Inputs whose encoding a sender got wrong, built byte by byte, through ``process_instance``:
+file meta and command elements inside the data set, and public attributes sent as UN
+(PS3.5 6.2.2), including a sequence whose items are then implicit VR in an explicit file."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian
+
+from phigate.deid.keys import Keyring
+from phigate.pipeline.instance import Outcome, Worker, process_instance
+from phigate.policy.plan import compile_profile
+from phigate.policy.profile import load_profile
+from phigate.record import Status
+
+_LONG = {"OB", "OW", "SQ", "UN", "UT"}
+ITEM = b"\xfe\xff\x00\xe0"
+SEQUENCE_END = b"\xfe\xff\xdd\xe0\0\0\0\0"
+UNDEFINED = 0xFFFFFFFF
+
+
+def explicit(tag: int, vr: str, value: bytes, length: int | None = None) -> bytes:
+    size = len(value) if length is None else length
+    if vr in _LONG:
+        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, vr.encode(), size) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), size) + value
+
+
+def implicit(tag: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+
+def part10(body: bytes) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.77"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    identity = explicit(0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.7\0") + explicit(
+        0x00080018, "UI", b"1.2.826.0.1.3680043.2.77"
+    )
+    return b"\0" * 128 + b"DICM" + bytes(buffer.getvalue()) + identity + body
+
+
+def run(body: bytes) -> Outcome:
+    worker = Worker(compile_profile(load_profile("basic")), Keyring(b"e" * 32))
+    outcome = process_instance(part10(body), "ref", worker)
+    assert outcome.record.status is Status.WRITTEN, outcome.record.reason_detail
+    assert outcome.data is not None
+    return outcome
+
+
+def test_file_meta_and_command_elements_inside_the_data_set_are_removed() -> None:
+    """Written beside the rebuilt file meta, a reader would take them as the file's own."""
+    body = (
+        explicit(0x00001030, "AE", b"MOVER_AE")  # Move Originator Application Entity Title
+        + explicit(0x00020016, "AE", b"SENDER_AE ")  # Source Application Entity Title
+        + explicit(0x00020102, "OB", b"SECRET")  # Private Information
+        + explicit(0x00100010, "PN", b"DOE^JOHN")
+    )
+    outcome = run(body)
+    assert outcome.data is not None
+    for value in (b"MOVER_AE", b"SENDER_AE", b"SECRET", b"DOE^JOHN"):
+        assert value not in outcome.data
+    back = pydicom.dcmread(io.BytesIO(outcome.data))
+    assert "PrivateInformation" not in back.file_meta
+    assert outcome.record.actions["SourceApplicationEntityTitle"] == "remove"
+
+
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined-length", "undefined-length"])
+def test_a_public_sequence_sent_as_un_is_walked(undefined: bool) -> None:
+    """CTDIPhantomTypeCodeSequence is not in Table E.1-1 (kept), so only walking its items
+    finds the name a sender put there."""
+    item = implicit(0x00080104, b"PHANTOM ") + implicit(0x00100010, b"DOE^JOHN")
+    items = ITEM + struct.pack("<I", len(item)) + item
+    if undefined:
+        sequence = explicit(0x00189346, "UN", items + SEQUENCE_END, UNDEFINED)
+    else:
+        sequence = explicit(0x00189346, "UN", items)
+    outcome = run(sequence)
+    assert outcome.data is not None and b"DOE^JOHN" not in outcome.data
+    back = pydicom.dcmread(io.BytesIO(outcome.data))
+    [kept] = back.CTDIPhantomTypeCodeSequence
+    assert kept.CodeMeaning == "PHANTOM"
+
+
+def test_items_read_as_implicit_vr_in_an_explicit_file_are_written() -> None:
+    """A referenced-image sequence sent as UN of undefined length: its items come back
+    implicit VR, and the kept Referenced Frame Number in them must still be written."""
+    item = (
+        implicit(0x00081150, b"1.2.840.10008.5.1.4.1.1.2\0")
+        + implicit(0x00081155, b"1.2.826.0.1.3680043.2.9\0")
+        + implicit(0x00081160, b"1 ")
+    )
+    body = explicit(0x00081140, "UN", b"", UNDEFINED) + ITEM + struct.pack("<I", len(item))
+    body += item + SEQUENCE_END
+    outcome = run(body)
+    assert outcome.data is not None
+    [reference] = pydicom.dcmread(io.BytesIO(outcome.data)).ReferencedImageSequence
+    assert reference.ReferencedFrameNumber == 1
+    assert reference.ReferencedSOPInstanceUID != "1.2.826.0.1.3680043.2.9"
+    assert outcome.record.actions["ReferencedSOPInstanceUID"] == "replace_uid"
