@@ -82,6 +82,8 @@ def _silence_value_echoes() -> None:
     phigate validates what it writes itself, so both are switched off for the process, and
     pydicom's logger is disabled: nothing from a file may reach a log or a terminal.
     """
+    # The visitor relies on this to read a public attribute sent as UN with its real VR.
+    pydicom.config.replace_un_with_known_vr = True
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     logging.getLogger("pydicom").disabled = True
