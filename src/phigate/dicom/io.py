@@ -76,13 +76,14 @@ DICOMDIR = "dicomdir"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
-def _silence_value_echoes() -> None:
-    """pydicom's validation warnings and log lines quote element values (PHI) verbatim.
+def _configure_pydicom() -> None:
+    """The pydicom settings phigate relies on, for the whole process.
 
-    phigate validates what it writes itself, so both are switched off for the process, and
-    pydicom's logger is disabled: nothing from a file may reach a log or a terminal.
+    pydicom's validation warnings and log lines quote element values (PHI) verbatim.
+    phigate validates what it writes itself, so both are switched off, and pydicom's logger
+    is disabled: nothing from a file may reach a log or a terminal. And a public attribute
+    sent as UN is read with its dictionary VR, which the header visitor relies on.
     """
-    # The visitor relies on this to read a public attribute sent as UN with its real VR.
     pydicom.config.replace_un_with_known_vr = True
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
@@ -90,7 +91,7 @@ def _silence_value_echoes() -> None:
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
 
 
-_silence_value_echoes()
+_configure_pydicom()
 
 
 @dataclass(slots=True)
