@@ -20,7 +20,7 @@ from phigate.policy.plan import compile_profile
 from phigate.policy.profile import load_profile
 from phigate.record import Status
 
-_LONG = {"OB", "OW", "SQ", "UN", "UT"}
+_LONG = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 ITEM = b"\xfe\xff\x00\xe0"
 SEQUENCE_END = b"\xfe\xff\xdd\xe0\0\0\0\0"
 UNDEFINED = 0xFFFFFFFF
@@ -37,7 +37,7 @@ def implicit(tag: int, value: bytes) -> bytes:
     return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
 
 
-def part10(body: bytes) -> bytes:
+def part10(body: bytes, sop_class: bytes = b"1.2.840.10008.5.1.4.1.1.7\0") -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.77"
@@ -45,7 +45,7 @@ def part10(body: bytes) -> bytes:
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, False
     write_file_meta_info(buffer, meta, enforce_standard=True)
-    identity = explicit(0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.7\0") + explicit(
+    identity = explicit(0x00080016, "UI", sop_class) + explicit(
         0x00080018, "UI", b"1.2.826.0.1.3680043.2.77"
     )
     return b"\0" * 128 + b"DICM" + bytes(buffer.getvalue()) + identity + body
@@ -109,3 +109,78 @@ def test_items_read_as_implicit_vr_in_an_explicit_file_are_written() -> None:
     assert reference.ReferencedFrameNumber == 1
     assert reference.ReferencedSOPInstanceUID != "1.2.826.0.1.3680043.2.9"
     assert outcome.record.actions["ReferencedSOPInstanceUID"] == "replace_uid"
+
+
+def run_with(profile: str, body: bytes) -> Outcome:
+    worker = Worker(compile_profile(load_profile(profile)), Keyring(b"e" * 32))
+    outcome = process_instance(part10(body), "ref", worker)
+    assert outcome.record.status is Status.WRITTEN, outcome.record.reason_detail
+    return outcome
+
+
+def _sequence(tag: int, item: bytes) -> bytes:
+    items = ITEM + struct.pack("<I", UNDEFINED) + item + b"\xfe\xff\x0d\xe0\0\0\0\0"
+    return explicit(tag, "SQ", items + SEQUENCE_END, UNDEFINED)
+
+
+@pytest.mark.parametrize(
+    ("profile", "body"),
+    [
+        ("basic", explicit(0x0040A160, "LO", b"ZQX Hospital ZQXSUR ")),  # TextValue as LO
+        (
+            "basic",
+            _sequence(0x0040A730, explicit(0x0040A160, "OB", b"ZQX Hospital ZQXSUR ")),
+        ),  # ...as OB, inside Content Sequence
+        ("tcia", explicit(0x00080020, "TM", b"19391107")),  # StudyDate as TM: not shifted
+        ("basic", explicit(0x00082218, "OB", b"ZQXNAME^ZQXSUR")),  # a sequence as OB
+        ("tcia", explicit(0x60004000, "OB", b"ZQXNAME^ZQXSUR")),  # OverlayDescription
+        ("hipaa-safe-harbor", explicit(0x00101010, "LO", b"104Y")),  # PatientAge as LO
+    ],
+    ids=["text-as-LO", "text-as-OB-in-content", "date-as-TM", "sequence-as-OB",
+         "overlay-text-as-OB", "age-as-LO"],
+)  # fmt: skip
+def test_a_public_attribute_written_with_a_wrong_vr_does_not_pass(
+    profile: str, body: bytes
+) -> None:
+    outcome = run_with(profile, body)
+    assert outcome.data is not None
+    for value in (b"ZQXSUR", b"ZQXNAME", b"19391107", b"104Y"):
+        assert value not in outcome.data
+
+
+def test_a_senders_uid_under_the_dicom_root_is_replaced_and_well_known_ones_kept() -> None:
+    outcome = run_with(
+        "basic",
+        explicit(0x0020000D, "UI", b"1.2.840.10008.19391107.9")
+        + _sequence(0x00081140, explicit(0x00081150, "UI", b"1.2.840.10008.5.1.4.1.1.2\0")),
+    )
+    assert outcome.data is not None and b"19391107" not in outcome.data
+    assert "19391107" not in str(outcome.record)
+    assert b"1.2.840.10008.5.1.4.1.1.2" in outcome.data  # CT Image Storage, well known
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        explicit(0x00081190, "UR", b"https://pacs/wado?PatientID=ZQX-MRN-991"),  # RetrieveURL
+        _sequence(0x04000500, explicit(0x04000520, "OB", b"ZQXNAME^ZQXSUR")),  # Encrypted...
+    ],
+    ids=["retrieve-url", "encrypted-attributes"],
+)
+def test_attributes_outside_the_table_that_carry_identifiers_are_removed(body: bytes) -> None:
+    outcome = run_with("basic", body)
+    assert outcome.data is not None
+    assert b"ZQX" not in outcome.data
+
+
+def test_text_in_the_sop_class_or_modality_does_not_reach_the_record() -> None:
+    worker = Worker(compile_profile(load_profile("basic")), Keyring(b"e" * 32))
+    data = part10(explicit(0x00080060, "CS", b"ZQXSUR"), sop_class=b"ZQXNAME^ZQXSUR.1.2")
+    record = process_instance(data, "ref", worker).record
+    assert record.status is Status.WRITTEN
+    assert "ZQX" not in str(record)
+
+
+def test_a_birth_date_without_a_date_to_tell_the_age_by_goes_under_hipaa() -> None:
+    outcome = run_with("hipaa-safe-harbor", explicit(0x00100030, "DA", b"19190101"))
+    assert outcome.data is not None and b"1919" not in outcome.data

@@ -141,7 +141,12 @@ def test_year_only(value: str, vr: str, expected: str | None) -> None:
         ("095M", "095M"),
         ("999W", "999W"),
         ("095D", "095D"),
-        ("bad", "bad"),
+        ("104y", "090Y"),  # senders write ages loosely: still read, still capped
+        ("104 Y", "090Y"),
+        ("104", "090Y"),
+        ("45y", "045Y"),  # loose and under the cap: written as valid AS
+        ("bad", ""),  # cannot be shown to be under the cap
+        ("", ""),
     ],
 )
 def test_cap_age_aggregates_over_89_in_every_unit(age: str, capped: str) -> None:

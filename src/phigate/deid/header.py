@@ -101,6 +101,12 @@ def _aggregate_old_birth_date(ds: Dataset, context: HeaderContext) -> None:
     if cap is None or not str(ds.get("PatientBirthDate", "") or ""):
         return
     age = values.years_between(ids.birth_date, ids.reference_date)
+    if age is None and not ids.reference_date:
+        # No study, series or content date to tell the age by: the birth date cannot be
+        # shown to be under the cap, so it goes (a deterministic choice; "today" is not).
+        ds.PatientBirthDate = ""
+        context.actions["PatientBirthDate"] = "aggregate_age"
+        return
     if age is None or age <= cap:
         return
     reference = dt.datetime.strptime(ids.reference_date[:8], "%Y%m%d").date()

@@ -24,7 +24,7 @@ _DUMMIES: dict[str, str | int | float | bytes] = {
 }  # fmt: skip
 _DATE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?$")
 _DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}\d{0,4}(?:\.\d{1,6})?)?([+-]\d{4})?$")
-_AGE = re.compile(r"^(\d{3})([DWMY])$")
+_LOOSE_AGE = re.compile(r"^(\d{1,3})\s*([DWMYdwmy])?$")
 _UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
 # Pseudonym purposes shared by attributes that hold the same kind of identifier.
 _PURPOSE_ALIASES = {"OtherPatientIDs": "PatientID"}
@@ -90,12 +90,22 @@ def year_only(value: str, vr: str) -> str | None:
 
 
 def cap_age(value: str, cap: int) -> str:
-    """Aggregate an AS value above ``cap`` years to ``cap + 1`` years (HIPAA: over 89 → 90)."""
-    match = _AGE.match(value.strip())
-    if not match:
+    """Aggregate an AS value above ``cap`` years to ``cap + 1`` years (HIPAA: over 89 → 90).
+
+    Senders write ages loosely ("104y", "104 Y", "104"), so any number with an optional
+    unit is read and written back as valid AS; a value that cannot be read as an age at
+    all is emptied, since it cannot be shown to be under the cap.
+    """
+    text = value.strip()
+    if not text:
         return value
-    years = int(match.group(1)) * _UNIT_DAYS[match.group(2)] / _UNIT_DAYS["Y"]
-    return f"{cap + 1:03d}Y" if years > cap else value
+    match = _LOOSE_AGE.match(text)
+    if not match:
+        return ""
+    number, unit = int(match.group(1)), (match.group(2) or "Y").upper()
+    if number * _UNIT_DAYS[unit] / _UNIT_DAYS["Y"] > cap:
+        return f"{cap + 1:03d}Y"
+    return f"{number:03d}{unit}"  # valid AS (PS3.5 6.2)
 
 
 def years_between(earlier: str, later: str) -> float | None:

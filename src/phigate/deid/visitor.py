@@ -16,6 +16,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
 from phigate.deid import values
@@ -75,6 +76,12 @@ class HeaderVisitor:
                 # dictionary VR, so a sequence is walked and free text is cleaned.
                 element = ds[element.tag]
                 vr = _vr_of(tag, element)
+            if _conflicts_with_dictionary(tag, vr):
+                # Free text sent as LO or OB, a date as TM, a sequence as OB: the rule for
+                # the written VR would keep or mishandle it, so the element goes.
+                del ds[element.tag]
+                self.ctx.actions[_name_of(tag, None)] = Action.REMOVE.value
+                continue
             creator = self._creator_of(ds, tag, creators) if (tag >> 16) % 2 else None
             known = self.ctx.plan.private_name(creator, tag) if creator else None
             if known is not None and known.vr and vr == "UN":
@@ -144,7 +151,7 @@ class HeaderVisitor:
 
     def _new_uid(self, uid: str) -> str:
         uid = uid.strip("\0 ")
-        return uid if not uid or uid.startswith(DICOM_UID_ROOT) else self.ctx.keys.uid(uid)
+        return uid if not uid or _well_known(uid) else self.ctx.keys.uid(uid)
 
     def _hash(self, ds: Dataset, tag: int, vr: str, name: str) -> None:
         if vr == "SQ":
@@ -246,6 +253,25 @@ def _vr_of(tag: int, element: RawDataElement | DataElement) -> str:
         return str(dictionary_VR(tag)).split(" ")[0]
     except KeyError:
         return "UN"
+
+
+@lru_cache(maxsize=4096)
+def _well_known(uid: str) -> bool:
+    """A UID the standard defines (SOP classes, transfer syntaxes...): kept. A sender's own
+    UID under the DICOM root is not well known and is replaced like any other."""
+    return uid.startswith(DICOM_UID_ROOT) and UID(uid).name != uid
+
+
+@lru_cache(maxsize=16384)
+def _conflicts_with_dictionary(tag: int, vr: str) -> bool:
+    """A public attribute written with a VR its dictionary entry does not allow."""
+    if (tag >> 16) % 2 or vr == "UN":
+        return False
+    try:
+        expected = str(dictionary_VR(tag))
+    except KeyError:
+        return False
+    return vr not in {option.strip() for option in expected.split(" or ")}
 
 
 @lru_cache(maxsize=8192)

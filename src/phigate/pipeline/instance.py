@@ -6,6 +6,7 @@ It never raises for bad input: every failure becomes a record with a reason code
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,101 @@ PIXELS_SCANNED_CLEAN = "pixels_scanned_no_phi"
 PIXELS_REVIEW = "pixels_need_review"
 PIXELS_SKIPPED_BY_SAMPLING = "pixels_skipped_by_sampling"
 _PIXEL_DATA = 0x7FE00010
+_UID_SHAPE = re.compile(r"[0-9.]{1,64}")  # PS3.5 9.1
+# Modality defined terms (PS3.3 C.7.3.1.1.1, with retired ones still sent): anything else
+# in Modality is not recorded, since a sender may have put any word there.
+DICOM_MODALITIES = frozenset(
+    {
+        "AR",
+        "AS",
+        "ASMT",
+        "AU",
+        "BDUS",
+        "BI",
+        "BMD",
+        "CD",
+        "CF",
+        "CP",
+        "CR",
+        "CS",
+        "CT",
+        "DD",
+        "DF",
+        "DG",
+        "DM",
+        "DOC",
+        "DS",
+        "DX",
+        "EC",
+        "ECG",
+        "EPS",
+        "ES",
+        "FA",
+        "FID",
+        "FS",
+        "GM",
+        "HC",
+        "HD",
+        "IO",
+        "IOL",
+        "IVOCT",
+        "IVUS",
+        "KER",
+        "KO",
+        "LEN",
+        "LP",
+        "LS",
+        "MA",
+        "MG",
+        "MR",
+        "MS",
+        "NM",
+        "OAM",
+        "OCT",
+        "OP",
+        "OPM",
+        "OPR",
+        "OPT",
+        "OPTBSV",
+        "OPTENF",
+        "OPV",
+        "OSS",
+        "OT",
+        "PLAN",
+        "POS",
+        "PR",
+        "PT",
+        "PX",
+        "REG",
+        "RESP",
+        "RF",
+        "RG",
+        "RTDOSE",
+        "RTIMAGE",
+        "RTINTENT",
+        "RTPLAN",
+        "RTRAD",
+        "RTRECORD",
+        "RTSEGANN",
+        "RTSTRUCT",
+        "RWV",
+        "SEG",
+        "SM",
+        "SMR",
+        "SR",
+        "SRF",
+        "ST",
+        "STAIN",
+        "TEXTUREMAP",
+        "TG",
+        "US",
+        "VA",
+        "VF",
+        "VL",
+        "XA",
+        "XC",
+    }
+)
 
 
 @dataclass
@@ -178,8 +274,12 @@ def _clean_pixels(
 
 
 def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:
-    record.sop_class_uid = str(ds.SOPClassUID)
-    record.modality = str(ds.get("Modality", "")) or None
+    """What kind of instance this is, for the record; values that are not what their VR
+    allows (text in a UID, a name in Modality) are not recorded."""
+    sop_class = str(ds.SOPClassUID).strip("\0 ")
+    record.sop_class_uid = sop_class if _UID_SHAPE.fullmatch(sop_class) else None
+    modality = str(ds.get("Modality", "")).strip()
+    record.modality = modality if modality in DICOM_MODALITIES else None
     record.transfer_syntax_uid = syntax
 
 

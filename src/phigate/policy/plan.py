@@ -138,6 +138,11 @@ _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe l
 _KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
 _CLEAN_FREE_TEXT = Rule(Action.CLEAN_TEXT, "free text not in Table E.1-1 (cleaned)")
 _GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
+_URL = Rule(Action.REMOVE, "URL not in Table E.1-1 (query strings carry identifiers)")
+# Standard attributes Table E.1-1 leaves out that hold originals of other attributes.
+_REMOVED_OUTSIDE_THE_TABLE = {
+    0x04000500: Rule(Action.REMOVE, "Encrypted Attributes Sequence: originals of attributes"),
+}
 # Command (0000) and file meta (0002) elements have no place in a data set (PS3.5 7.1); a
 # writer would put them beside the rebuilt file meta, where a reader takes them as its own.
 _NOT_A_DATA_SET_ELEMENT = Rule(Action.REMOVE, "command or file meta element inside the data set")
@@ -244,6 +249,10 @@ class ActionPlan:
             return self.unknown_rule
         if vr in FREE_TEXT_VRS:
             return _CLEAN_FREE_TEXT
+        if tag in _REMOVED_OUTSIDE_THE_TABLE:
+            return _REMOVED_OUTSIDE_THE_TABLE[tag]
+        if vr == "UR":
+            return _URL
         if vr != "PN":
             return _KEEP_STANDARD
         return Rule(self.unknown_rule.action, "person name not in Table E.1-1: default_unknown")
