@@ -479,6 +479,17 @@ def test_safe_private_tags_are_kept_and_their_creator_with_them() -> None:
     assert private == [0x00190010, 0x0019100C]
 
 
+def test_a_safe_entry_for_one_group_keeps_nothing_in_another() -> None:
+    """tcia lists SIEMENS MR HEADER (0019,xx0C) as safe; the same creator and element byte
+    in group 0051 is another attribute and may hold text."""
+    ds = private_instance()
+    other = ds.private_block(0x0051, "SIEMENS MR HEADER", create=True)
+    other.add_new(0x0C, "LO", "DOE JOHN")
+    out = deid(ds, "tcia")
+    assert out.private_block(0x0019, "SIEMENS MR HEADER")[0x0C].value == "1000"
+    assert "DOE JOHN" not in all_values(out)
+
+
 def test_private_keep_list_keeps_without_the_safe_option() -> None:
     profile = extends("basic", 'private: {keep: [{creator: ACME NOTES, element: "10"}]}\n')
     out = deid(private_instance(), profile)

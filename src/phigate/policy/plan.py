@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from phigate.errors import ProfileError
 from phigate.policy.annex_e import Option, TableRow, load_table
 from phigate.policy.profile import Profile
+
+T = TypeVar("T")
 
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
 FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
@@ -71,15 +73,17 @@ class Overrides:
     """The profile's own rules, which beat everything else, most specific first."""
 
     exact: dict[int, Rule] = field(default_factory=dict)
-    private: dict[tuple[str, int], Rule] = field(default_factory=dict)
+    private: dict[PrivateKey, Rule] = field(default_factory=dict)
     ranges: list[Masked] = field(default_factory=list)
     vrs: dict[str, Rule] = field(default_factory=dict)
 
     def find(self, tag: int, vr: str, creator: str | None) -> Rule | None:
         if tag in self.exact:
             return self.exact[tag]
-        if creator is not None and (creator, tag & 0xFF) in self.private:
-            return self.private[(creator, tag & 0xFF)]
+        if creator is not None and self.private:
+            rule = private_lookup(self.private, creator, tag)
+            if rule is not None:
+                return rule
         for mask, value, rule in self.ranges:
             if tag & mask == value:
                 return rule
@@ -122,8 +126,16 @@ class Filter:
     burned_in_annotation: str | None = None
 
 
-PrivateKey = tuple[str, int]  # (creator, element byte)
-PrivateNameKey = tuple[str, int | None, int]  # (creator, group or None for any, element byte)
+# A private attribute as profiles name it: (creator, group or None for any group, element
+# byte). A creator may use its block in several groups for other attributes (Siemens does),
+# so an entry that gives a group applies to that group only.
+PrivateKey = tuple[str, int | None, int]
+
+
+def private_lookup(table: dict[PrivateKey, T], creator: str, tag: int) -> T | None:
+    """The entry for a private attribute: one for its group first, else one for any group."""
+    found = table.get((creator, tag >> 16, tag & 0xFF))
+    return found if found is not None else table.get((creator, None, tag & 0xFF))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +183,7 @@ class ActionPlan:
     pixel_settings: dict[str, Any] = field(default_factory=dict)
     pixel_skip_modalities: frozenset[str] = frozenset()
     pixel_clean_modalities: frozenset[str] = frozenset()
-    private_names: dict[PrivateNameKey, PrivateName] = field(default_factory=dict)
+    private_names: dict[PrivateKey, PrivateName] = field(default_factory=dict)
     site: str | None = None
     site_version: str | None = None
     # Plans for instances of one modality (a site's modality default profile), by modality.
@@ -208,10 +220,7 @@ class ActionPlan:
     def private_name(self, creator: str, tag: int) -> PrivateName | None:
         """The private dictionary entry for a private attribute: one for its group first
         (a creator may use a block in several groups, with other VRs), else one for any."""
-        if not self.private_names:
-            return None
-        names = self.private_names
-        return names.get((creator, tag >> 16, tag & 0xFF)) or names.get((creator, None, tag & 0xFF))
+        return private_lookup(self.private_names, creator, tag) if self.private_names else None
 
     @property
     def dates_modified(self) -> bool:
@@ -262,7 +271,7 @@ class ActionPlan:
         if 0x0010 <= element <= 0x00FF:
             return Rule(Action.KEEP, "private creator (removed when its block is empty)")
         if creator is not None:
-            rule = self.private_rules.get((creator, element & 0xFF))
+            rule = private_lookup(self.private_rules, creator, tag)
             if rule is not None:
                 return rule
         return _REMOVE_PRIVATE
@@ -394,17 +403,16 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     return rules
 
 
-def _private_names(doc: dict[str, Any]) -> dict[PrivateNameKey, PrivateName]:
-    names = {}
-    for entry in doc.get("private", {}).get("dictionary", []):
-        creator, element = _private_key(entry)
-        group = int(entry["group"], 16) if "group" in entry else None
-        names[(creator, group, element)] = PrivateName(entry.get("keyword"), entry.get("vr"))
-    return names
+def _private_names(doc: dict[str, Any]) -> dict[PrivateKey, PrivateName]:
+    return {
+        _private_key(entry): PrivateName(entry.get("keyword"), entry.get("vr"))
+        for entry in doc.get("private", {}).get("dictionary", [])
+    }
 
 
 def _private_key(entry: dict[str, str]) -> PrivateKey:
-    return (entry["creator"].strip().upper(), int(entry["element"], 16))
+    group = int(entry["group"], 16) if "group" in entry else None
+    return (entry["creator"].strip().upper(), group, int(entry["element"], 16))
 
 
 def _apply_override(override: dict[str, Any], overrides: Overrides) -> None:
