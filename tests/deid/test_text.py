@@ -59,6 +59,9 @@ def shifting_cleaner() -> TextCleaner:
         ("SCANNED 20230410", "20230410"),
         ("BORN 15 Mar 1960", "1960"),
         ("BORN March 15, 1960", "1960"),
+        ("DOB 15-MAR-1960", "1960"),  # as scanner consoles print dates
+        ("DOB 15MAR1960", "1960"),
+        ("SEEN 02-JAN-2021", "2021"),  # not the patient's: the recogniser
         ("AT Springfield General Hospital", "Springfield"),
         ("AT SPRINGFIELD ER", "SPRINGFIELD"),
         ("REF SMITH^ALICE", "SMITH"),

@@ -30,7 +30,8 @@ RECOGNIZERS: dict[str, re.Pattern[str]] = {
     "date": re.compile(
         r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
         rf"|(?:19|20)\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
-        rf"|\d{{1,2}}\s+{_MONTHS}\s+\d{{2,4}}|{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})\b",
+        rf"|\d{{1,2}}[\s./-]*{_MONTHS}[\s./-]*\d{{2,4}}"
+        rf"|{_MONTHS}[\s./-]*\d{{1,2}}(?:st|nd|rd|th)?,?[\s./-]*\d{{2,4}})\b",
         re.IGNORECASE,
     ),
     "phone": re.compile(r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),
@@ -49,7 +50,10 @@ RECOGNIZERS: dict[str, re.Pattern[str]] = {
     ),
 }
 _RECOGNIZER_KIND = {"titled_name": "name", "ssn": "id", "mrn": "id", "zip": "address"}
-_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y", "%d/%m/%Y")
+_DATE_FORMATS = (
+    *("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y", "%d/%m/%Y"),
+    *("%d-%b-%Y", "%d-%b-%y", "%d%b%Y"),  # 07-NOV-1939, as scanner consoles print dates
+)
 _NAME_SPLIT = re.compile(r"[\^,\s=]+")
 _MIN_TOKEN = 2
 
