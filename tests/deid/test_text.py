@@ -192,3 +192,10 @@ def test_dates_in_text_are_removed_by_default(
 def test_unshiftable_date_in_text_is_removed(shifting_cleaner: TextCleaner) -> None:
     cleaned = shifting_cleaner.clean("PRIOR April 10, 2023 COMPARED", identifiers(), OFFSET)
     assert "2023" not in cleaned.text and "April" not in cleaned.text
+
+
+def test_a_one_character_ideographic_surname_is_removed(cleaner: TextCleaner) -> None:
+    ids = identifiers("ZHANG^XIAOMING=王^小明")
+    cleaned = cleaner.clean("患者 王 小明 复查", ids, OFFSET)
+    assert "王" not in cleaned.text and "小明" not in cleaned.text
+    assert cleaner.clean("J SMITH", identifiers("SMITH^J"), OFFSET).text.startswith("J ")

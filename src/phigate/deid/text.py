@@ -205,11 +205,12 @@ def _identifier_patterns(
 
 
 def _name_tokens(names: tuple[str, ...]) -> set[str]:
+    """The parts of the instance's names worth matching: not Latin initials, but a one-
+    character ideographic surname (王) is a whole name part."""
     tokens: set[str] = set()
     for name in names:
-        tokens.update(
-            t.strip(".") for t in _NAME_SPLIT.split(name) if len(t.strip(".")) >= _MIN_TOKEN
-        )
+        parts = (t.strip(".") for t in _NAME_SPLIT.split(name))
+        tokens.update(t for t in parts if len(t) >= _MIN_TOKEN or (t.isalpha() and not t.isascii()))
     return tokens
 
 
