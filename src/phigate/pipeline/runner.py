@@ -166,9 +166,9 @@ def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator
     args = (request.plan, request.keys, request.subjects, request.max_inflated_bytes, str(staging))
     if not tasks:
         return
-    # Built once in the parent, NER model included: forked workers inherit it. (The OCR
-    # engine loads in each worker when first needed: its runtime's threads do not survive
-    # a fork.)
+    # Built once in the parent; forked workers inherit it. The NER model (about 1.4 s to
+    # load) and the OCR engine (whose runtime's threads do not survive a fork) load in each
+    # worker on first need: most imaging batches hold no free text a name could hide in.
     _init_worker(*args)
     with _CrashSafePool(request.workers, request.plan) as pool:
         yield from pool.run(tasks)
@@ -268,9 +268,7 @@ def _init_worker(
     staging: str,
 ) -> None:
     global _state
-    worker = Worker(plan, keys, subjects, max_inflated_bytes)
-    worker.warm_up()
-    _state = (worker, staging)
+    _state = (Worker(plan, keys, subjects, max_inflated_bytes), staging)
 
 
 def _run_chunk(tasks: list[_Task]) -> list[_Done]:
