@@ -167,9 +167,10 @@ def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator
     if not tasks:
         return
     # Built once in the parent; forked workers inherit it. The NER model (about 1.4 s to
-    # load) and the OCR engine (whose runtime's threads do not survive a fork) load in each
-    # worker on first need: most imaging batches hold no free text a name could hide in.
-    _init_worker(*args)
+    # load) is loaded here for several workers, who then share it; a single worker loads
+    # it on first need, since many batches hold no free text a name could hide in. The OCR
+    # engine loads in each worker (its runtime's threads do not survive a fork).
+    _init_worker(*args, preload_ner=request.workers > 1)
     with _CrashSafePool(request.workers, request.plan) as pool:
         yield from pool.run(tasks)
 
@@ -266,9 +267,13 @@ def _init_worker(
     subjects: Mapping[str, TrialSubject] | None,
     max_inflated_bytes: int,
     staging: str,
+    preload_ner: bool = False,
 ) -> None:
     global _state
-    _state = (Worker(plan, keys, subjects, max_inflated_bytes), staging)
+    worker = Worker(plan, keys, subjects, max_inflated_bytes)
+    if preload_ner:
+        worker.warm_up()
+    _state = (worker, staging)
 
 
 def _run_chunk(tasks: list[_Task]) -> list[_Done]:
