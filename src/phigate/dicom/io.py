@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pydicom
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset, validate_file_meta
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
@@ -58,6 +58,8 @@ _META_MIRRORS = (
 )
 _ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"  # (FFFE,E00D), length 0
 _META_SEARCH_BYTES = 4096
+_META_GROUP_LENGTH = BaseTag(0x00020000)
+_GROUP_LENGTH_ELEMENT = 12
 _KNOWN_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT"}
     | {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST"}
@@ -304,11 +306,26 @@ def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = encoding
     fp.write(dataset.preamble + _MAGIC)
-    write_file_meta_info(fp, dataset.file_meta, enforce_standard=True)
+    _write_file_meta(fp, dataset.file_meta)
     if _PIXEL_DATA in dataset._dict and not dataset._dict[BaseTag(_PIXEL_DATA)].is_raw:
         dataset[_PIXEL_DATA].is_undefined_length = transfer_syntax.is_compressed
     _write_dataset(fp, dataset, default_encoding)
     return bytes(fp.getvalue())
+
+
+def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+    """The File Meta Information group (PS3.10 7.1) as pydicom's ``write_file_meta_info``
+    writes it with ``enforce_standard``, its elements encoded by :func:`_write_dataset`."""
+    validate_file_meta(meta, enforce_standard=True)
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = False, True
+    meta.FileMetaInformationGroupLength = 0
+    _write_dataset(buffer, meta, default_encoding)
+    # The group length counts the bytes after its own 12-byte element (explicit VR UL).
+    meta.FileMetaInformationGroupLength = buffer.tell() - _GROUP_LENGTH_ELEMENT
+    buffer.seek(0)
+    write_data_element(buffer, meta[_META_GROUP_LENGTH])
+    fp.write(buffer.getvalue())
 
 
 def _copyable_encoding(dataset: Dataset, syntax: UID, encoding: tuple[bool, bool]) -> bool:
