@@ -36,7 +36,10 @@ from phigate.record import InstanceResult, Status
 STAGING_DIR = ".phigate-staging"
 DUPLICATE = "duplicate_sop_instance_uid"
 UNREADABLE = "unreadable_file"
-_IN_FLIGHT_PER_WORKER = 4
+# Tasks submitted ahead per worker. Results are taken in input order, so a slow file at the
+# head holds up the taking; a deep queue keeps the other workers busy meanwhile (a file with
+# burned-in text costs seconds, a sampled-out slice milliseconds). Tasks are only paths.
+_IN_FLIGHT_PER_WORKER = 32
 # Files per worker round trip (fewer when the batch is small).
 _CHUNK_FILES = 8
 WORKER_CRASHED = "worker_crashed"
