@@ -1,6 +1,7 @@
 """Inputs whose encoding a sender got wrong, built byte by byte, through ``process_instance``:
 file meta and command elements inside the data set, and public attributes sent as UN
-(PS3.5 6.2.2), including a sequence whose items are then implicit VR in an explicit file."""
+(PS3.5 6.2.2), including a sequence whose items are then implicit VR in an explicit file, and
+values too large for pydicom to type, and private sequences whose VR an implicit file hides."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from phigate.deid.keys import Keyring
 from phigate.pipeline.instance import Outcome, Worker, process_instance
@@ -184,3 +185,43 @@ def test_text_in_the_sop_class_or_modality_does_not_reach_the_record() -> None:
 def test_a_birth_date_without_a_date_to_tell_the_age_by_goes_under_hipaa() -> None:
     outcome = run_with("hipaa-safe-harbor", explicit(0x00100030, "DA", b"19190101"))
     assert outcome.data is not None and b"1919" not in outcome.data
+
+
+def test_a_public_attribute_left_as_un_by_its_size_is_removed() -> None:
+    """pydicom types a UN value by its dictionary VR only below 64 KiB: a larger TextValue
+    or sequence stays UN, so it cannot be cleaned or walked and must not be kept."""
+    text = (b"Seen by Dr DOE^JOHN, MRN 12345. " * 2200)[:70000]
+    item = implicit(0x00100010, b"DOE^JOHN") + implicit(0x00081030, b"X" * 70000)
+    items = ITEM + struct.pack("<I", len(item)) + item
+    outcome = run(explicit(0x00081115, "UN", items) + explicit(0x0040A160, "UN", text))
+    assert outcome.data is not None and b"DOE^JOHN" not in outcome.data
+    assert outcome.record.actions["TextValue"] == "remove"
+    assert outcome.record.actions["ReferencedSeriesSequence"] == "remove"
+
+
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined-length", "undefined-length"])
+def test_a_safe_private_sequence_in_an_implicit_file_never_keeps_a_name(undefined: bool) -> None:
+    """tcia keeps (0019,xx0C) of SIEMENS MR HEADER as safe. In implicit VR a private element
+    has no VR: of defined length its items are opaque bytes, so it goes; of undefined length
+    pydicom reads it as a sequence, and it is kept and walked."""
+    item = pydicom.Dataset()
+    item.PatientName = "DOE^JOHN"
+    item.ImageComments = "PHANTOM"
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.78"
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100C, "SQ", pydicom.Sequence([item]))
+    ds[0x0019100C].is_undefined_length = undefined
+    ds[0x0019100C].value.is_undefined_length = undefined
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True, implicit_vr=True, little_endian=True)
+    worker = Worker(compile_profile(load_profile("tcia")), Keyring(b"e" * 32))
+    outcome = process_instance(buffer.getvalue(), "ref", worker)
+    assert outcome.data is not None, outcome.record.reason_detail
+    assert b"DOE^JOHN" not in outcome.data
+    assert (b"PHANTOM" in outcome.data) is undefined

@@ -76,6 +76,12 @@ class HeaderVisitor:
                 # dictionary VR, so a sequence is walked and free text is cleaned.
                 element = ds[element.tag]
                 vr = _vr_of(tag, element)
+            if vr == "UN" and _readable_when_typed(tag):
+                # pydicom leaves a value of 64 KiB or more as UN: text, names, UIDs or items
+                # that cannot be cleaned, replaced or walked as they are, so it goes.
+                del ds[element.tag]
+                self.ctx.actions[_name_of(tag, None)] = Action.REMOVE.value
+                continue
             if _conflicts_with_dictionary(tag, vr):
                 # Free text sent as LO or OB, a date as TM, a sequence as OB: the rule for
                 # the written VR would keep or mishandle it, so the element goes.
@@ -87,6 +93,10 @@ class HeaderVisitor:
             if known is not None and known.vr and vr == "UN":
                 vr = self._declare_vr(ds, tag, element, known.vr)
             action = rule_for(tag, vr, creator).action
+            if action is Action.KEEP and vr == "UN" and _holds_items(element):
+                # A defined-length sequence of unknown VR (a private one in an implicit-VR
+                # file): its items are opaque bytes here, and a kept sequence must be walked.
+                action = Action.REMOVE
             if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
                 continue  # the hot path: most elements stay raw and untouched
             name = f"private:{known.keyword}" if known is not None and known.keyword else None
@@ -253,6 +263,32 @@ def _vr_of(tag: int, element: RawDataElement | DataElement) -> str:
         return str(dictionary_VR(tag)).split(" ")[0]
     except KeyError:
         return "UN"
+
+
+# Dictionary VRs whose values a rule must read (clean, replace, walk): not safe kept as UN.
+_TYPED_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "SQ", "ST", "TM"}
+    | {"UC", "UI", "UR", "UT"}
+)
+# An item tag (FFFE,E000) as the first bytes of a value (PS3.5 7.5), in either byte order.
+_ITEM_STARTS = (b"\xfe\xff\x00\xe0", b"\xff\xfe\xe0\x00")
+
+
+@lru_cache(maxsize=4096)
+def _readable_when_typed(tag: int) -> bool:
+    """A public attribute whose dictionary VR holds text, names, UIDs or items."""
+    if (tag >> 16) % 2:
+        return False
+    try:
+        expected = str(dictionary_VR(tag))
+    except KeyError:
+        return False
+    return any(option.strip() in _TYPED_VRS for option in expected.split(" or "))
+
+
+def _holds_items(element: RawDataElement | DataElement) -> bool:
+    value = element.value
+    return isinstance(value, bytes) and value[:4] in _ITEM_STARTS
 
 
 @lru_cache(maxsize=4096)
