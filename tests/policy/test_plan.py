@@ -60,7 +60,9 @@ BASIC = plan_of(SAFE_LIST)
         ("clean_structured_content", "ContentSequence", Action.DUMMY, Action.KEEP),
         ("clean_graphics", "GraphicAnnotationSequence", Action.DUMMY, Action.KEEP),
         ("clean_graphics", 0x60003000, Action.REMOVE, Action.KEEP),  # Overlay Data
-        ("clean_graphics", 0x50003000, Action.REMOVE, Action.KEEP),  # Curve Data
+        # Curve Data: binary, so Clean Graphics cannot clean it either
+        ("clean_graphics", 0x50003000, Action.REMOVE, Action.REMOVE),
+        ("clean_descriptors", "MakerNote", Action.REMOVE, Action.REMOVE),  # binary too
     ],
 )
 def test_option_column_changes_the_basic_action(
@@ -334,10 +336,13 @@ def test_clean_structured_content_walks_instead_of_emptying(basic_output: Datase
     assert item.PersonName != "DOE^JOHN"
 
 
-def test_clean_graphics_keeps_overlays_that_basic_removes(basic_output: Dataset) -> None:
-    kept = deidentified(with_option("clean_graphics"))
-    assert kept[0x60003000].value == b"\x01\x00" * 8
-    assert 0x60003000 not in basic_output
+def test_clean_graphics_keeps_overlays_only_for_the_pixel_step_to_read() -> None:
+    """The plan keeps an overlay bitmap under Clean Graphics for the pixel step; with no pixel
+    step to read it (this profile has no Clean Pixel Data), the whole plane goes."""
+    plan = with_option("clean_graphics")
+    assert plan.rule_for(0x60003000, "OW").action is Action.KEEP
+    out = deidentified(plan)
+    assert [e.tag for e in out if e.tag.group == 0x6000] == []
 
 
 def test_basic_leaves_no_overlay_plane_without_its_data(basic_output: Dataset) -> None:

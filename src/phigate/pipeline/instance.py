@@ -11,7 +11,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pydicom.dataset import FileDataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.uid import UID
 
 from phigate.deid.header import TrialSubject, deidentify_header
@@ -21,8 +22,10 @@ from phigate.deid.text import TextCleaner
 from phigate.dicom import io as dicom_io
 from phigate.errors import InstanceFiltered, InstanceRejected
 from phigate.pixels.clean import clean_pixels
+from phigate.pixels.overlays import remove_overlays
 from phigate.pixels.rules import PixelRules
 from phigate.pixels.settings import pixel_rules
+from phigate.policy.annex_e import Option
 from phigate.policy.plan import ActionPlan, Filter
 from phigate.record import InstanceResult, Status
 
@@ -33,6 +36,9 @@ PIXELS_SCANNED_CLEAN = "pixels_scanned_no_phi"
 PIXELS_REVIEW = "pixels_need_review"
 PIXELS_SKIPPED_BY_SAMPLING = "pixels_skipped_by_sampling"
 _PIXEL_DATA = 0x7FE00010
+# Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_FLOAT_PIXELS = ("FloatPixelData", "DoubleFloatPixelData")
 _UID_SHAPE = re.compile(r"[0-9.]{1,64}")  # PS3.5 9.1
 # Modality defined terms (PS3.3 C.7.3.1.1.1, with retired ones still sent): anything else
 # in Modality is not recorded, since a sender may have put any word there.
@@ -223,13 +229,18 @@ def _process(data: bytes, record: InstanceResult, worker: Worker, scan_pixels: b
     record.profile_name, record.profile_version = worker.plan.profile_name, worker.plan.version
     _apply_filters(ds, worker.plan.filters)
     identifiers = collect_identifiers(ds)
-    pixel_action, pixels_cleaned = _clean_pixels(ds, record, worker, identifiers, scan_pixels)
+    pixel_action, pixels_cleaned, overlays_read = _clean_pixels(
+        ds, record, worker, identifiers, scan_pixels
+    )
+    dropped = _drop_unread_graphics(ds, worker.plan, record.modality, overlays_read)
     header = deidentify_header(
         ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects, pixels_cleaned
     )
     _flag_for_review(ds, record, worker.plan, pixels_cleaned or pixel_action is not None)
     output = _write(ds, UID(ds.file_meta.get("TransferSyntaxUID", parsed.transfer_syntax)))
-    record.actions = header.actions | ({"PixelData": pixel_action} if pixel_action else {})
+    record.actions = (
+        header.actions | dropped | ({"PixelData": pixel_action} if pixel_action else {})
+    )
     record.findings = header.findings + record.findings
     record.study_uid = str(ds.get("StudyInstanceUID", "")) or None
     record.series_uid = str(ds.get("SeriesInstanceUID", "")) or None
@@ -246,18 +257,19 @@ def _clean_pixels(
     worker: Worker,
     identifiers: InstanceIdentifiers,
     scan: bool,
-) -> tuple[str | None, bool]:
-    """Run the pixel step when the profile asks for it; return (PixelData action, cleaned).
+) -> tuple[str | None, bool, bool]:
+    """Run the pixel step when the profile asks for it; return (PixelData action, cleaned,
+    whether the step handled the overlay planes).
 
     A slice left out by series sampling counts as handled by policy, not as cleaned: its
     BurnedInAnnotation stays as it was and the Clean Pixel Data code is not written.
     """
     if worker.pixel_rules is None or _PIXEL_DATA not in ds._dict:
-        return None, False
+        return None, False, False
     if not worker.plan.cleans_pixels_for(record.modality):
-        return None, False
+        return None, False, False
     if not scan:
-        return PIXELS_SKIPPED_BY_SAMPLING, False
+        return PIXELS_SKIPPED_BY_SAMPLING, False, False
     # No reading memo shared across instances: which instances share a worker depends on
     # scheduling, and OCR batches (hence readings) depend on what the memo skips, so sharing
     # would make output depend on the number of workers. Frames of one instance still share.
@@ -267,10 +279,58 @@ def _clean_pixels(
         record.flag_for_review(reason)
     record.timings["pixels"] = outcome.timings.get("total", 0.0)
     if outcome.skipped_by_sampling:
-        return PIXELS_SKIPPED_BY_SAMPLING, False
+        return PIXELS_SKIPPED_BY_SAMPLING, False, True
     if outcome.requires_review:
-        return PIXELS_REVIEW, False
-    return (PIXELS_REDACTED if outcome.modified else PIXELS_SCANNED_CLEAN), outcome.fully_scanned
+        return PIXELS_REVIEW, False, True
+    action = PIXELS_REDACTED if outcome.modified else PIXELS_SCANNED_CLEAN
+    return action, outcome.fully_scanned, True
+
+
+def _drop_unread_graphics(
+    ds: Dataset, plan: ActionPlan, modality: str | None, overlays_read: bool
+) -> dict[str, str]:
+    """Remove what neither the header pass can clean nor the pixel step read; returns the
+    actions taken, by keyword.
+
+    Under Clean Graphics an overlay bitmap is text drawn in bits: the pixel step reads it
+    when it runs, and when it did not (no Pixel Data, a slice left out by sampling, pixel
+    cleaning off for the modality) the overlay planes go. Under Clean Pixel Data, pixel data
+    inside sequence items (thumbnails the pixel step never reads) goes.
+    """
+    dropped: dict[str, str] = {}
+    if Option.CLEAN_GRAPHICS in plan.options and not overlays_read and remove_overlays(ds):
+        dropped["OverlayData"] = "remove"
+    if plan.cleans_pixels_for(modality) and _drop_nested_pixels(ds):
+        dropped["PixelData (in a sequence item)"] = "remove"
+    return dropped
+
+
+def _drop_nested_pixels(ds: Dataset, nested: bool = False) -> bool:
+    """Delete pixel data from every sequence item at any depth (``ds`` itself only when
+    ``nested``); True if any was there."""
+    found = False
+    if nested:
+        for tag in _PIXEL_TAGS:
+            if tag in ds._dict:
+                del ds[tag]
+                found = True
+    for tag, element in list(ds._dict.items()):
+        if _sequence_vr(int(tag), element.VR) and ds[tag].VR == "SQ":
+            for item in ds[tag].value:
+                found = _drop_nested_pixels(item, nested=True) or found
+    return found
+
+
+def _sequence_vr(tag: int, vr: str | None) -> bool:
+    """A sequence by its VR, or by its dictionary VR when it came without one or as UN."""
+    if vr == "SQ":
+        return True
+    if vr not in (None, "UN") or (tag >> 16) % 2:
+        return False
+    try:
+        return str(dictionary_VR(tag)) == "SQ"
+    except KeyError:
+        return False
 
 
 def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:
@@ -305,7 +365,9 @@ def _flag_for_review(
     were not cleaned, need a human look."""
     if record.modality in plan.review.modalities:
         record.flag_for_review("profile_reviews_every_instance_of_this_modality")
-    if pixels_cleaned or ("PixelData" not in ds and "FloatPixelData" not in ds):
+    if plan.cleans_pixels_for(record.modality) and any(k in ds for k in _FLOAT_PIXELS):
+        record.flag_for_review("float_pixel_data_not_scanned_for_burned_in_text")
+    if pixels_cleaned or not any(keyword in ds for keyword in ("PixelData", *_FLOAT_PIXELS)):
         return
     review = plan.review
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":

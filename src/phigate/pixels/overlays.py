@@ -35,8 +35,16 @@ class OverlayResult:
 
 def overlay_groups(ds: Dataset) -> list[int]:
     """The overlay groups present in ``ds``."""
-    present = {elem.tag.group for elem in ds if 0x6000 <= elem.tag.group <= 0x601E}
+    present = {tag >> 16 for tag in ds._dict if 0x6000 <= tag >> 16 <= 0x601E}  # raw stays raw
     return [g for g in OVERLAY_GROUPS if g in present]
+
+
+def remove_overlays(ds: Dataset) -> int:
+    """Delete every overlay group of ``ds``; returns how many there were."""
+    groups = overlay_groups(ds)
+    for tag in [t for t in ds._dict if t >> 16 in groups]:
+        del ds[tag]
+    return len(groups)
 
 
 def handle_overlays(
@@ -52,10 +60,7 @@ def handle_overlays(
     if action == "keep" or not groups:
         return result
     if action == "remove":
-        for group in groups:
-            for tag in [elem.tag for elem in ds.group_dataset(group)]:
-                del ds[tag]
-            result.removed += 1
+        result.removed = remove_overlays(ds)
         return result
     for group in groups:
         if (group, OVERLAY_DATA) not in ds:

@@ -250,7 +250,12 @@ class ActionPlan:
         for mask, value, rule in self.masked:
             if tag & mask == value:
                 if rule.clean_by_vr:
-                    return Rule(_clean_action(vr, None, self.dates), rule.source)
+                    # An overlay bitmap is read and cleaned by the pixel step (the pipeline
+                    # removes the planes where that step did not run); curve and audio data
+                    # cannot be cleaned at all.
+                    overlay = tag & _OVERLAY_GROUPS[0] == _OVERLAY_GROUPS[1]
+                    binary = Action.KEEP if overlay else Action.REMOVE
+                    return Rule(_clean_action(vr, None, self.dates, binary), rule.source)
                 return rule
         if vr == "UI":
             return self.uid_rule
@@ -369,16 +374,21 @@ def _code_action(code: str, row: TableRow, option: Option | None, dates: DateSet
     return _clean_action(_row_vr(row), option, dates)
 
 
-def _clean_action(vr: str, option: Option | None, dates: DateSettings) -> Action:
-    """What "C" (clean: replace with values of similar meaning, PS3.15 E.1.1) means for a VR."""
+def _clean_action(
+    vr: str, option: Option | None, dates: DateSettings, binary: Action = Action.REMOVE
+) -> Action:
+    """What "C" (clean: replace with values of similar meaning, PS3.15 E.1.1) means for a VR;
+    a binary value (OB, OW, numbers) cannot be cleaned, so ``binary`` is done with it: it is
+    removed, but for overlay planes, whose bitmaps the pixel step reads."""
     if vr in DATE_VRS:
         if option is Option.RETAIN_LONG_MODIFIED_DATES and dates.reduce_to_year:
             return Action.YEAR_ONLY
         return Action.SHIFT_DATE
     if vr in TEXT_VRS:
         return Action.PSEUDONYMIZE if vr == "PN" else Action.CLEAN_TEXT
-    # Sequences are walked item by item with the same plan; binary values are kept as they are.
-    return Action.KEEP
+    if vr == "SQ":
+        return Action.KEEP  # walked item by item with the same plan
+    return binary
 
 
 def _row_vr(row: TableRow) -> str:
