@@ -165,8 +165,9 @@ def test_a_senders_uid_under_the_dicom_root_is_replaced_and_well_known_ones_kept
     [
         explicit(0x00081190, "UR", b"https://pacs/wado?PatientID=ZQX-MRN-991"),  # RetrieveURL
         _sequence(0x04000500, explicit(0x04000520, "OB", b"ZQXNAME^ZQXSUR")),  # Encrypted...
+        explicit(0x00686300, "OB", b"IN;LB ZQXNAME ZQXSUR\x03;"),  # HPGL Document, a label
     ],
-    ids=["retrieve-url", "encrypted-attributes"],
+    ids=["retrieve-url", "encrypted-attributes", "hpgl-document"],
 )
 def test_attributes_outside_the_table_that_carry_identifiers_are_removed(body: bytes) -> None:
     outcome = run_with("basic", body)

@@ -154,6 +154,7 @@ _URL = Rule(Action.REMOVE, "URL not in Table E.1-1 (query strings carry identifi
 # Standard attributes Table E.1-1 leaves out that hold originals of other attributes.
 _REMOVED_OUTSIDE_THE_TABLE = {
     0x04000500: Rule(Action.REMOVE, "Encrypted Attributes Sequence: originals of attributes"),
+    0x00686300: Rule(Action.REMOVE, "HPGL Document: drawing whose labels are text"),
 }
 # Command (0000) and file meta (0002) elements have no place in a data set (PS3.5 7.1); a
 # writer would put them beside the rebuilt file meta, where a reader takes them as its own.
