@@ -226,3 +226,18 @@ def test_a_safe_private_sequence_in_an_implicit_file_never_keeps_a_name(undefine
     assert outcome.data is not None, outcome.record.reason_detail
     assert b"DOE^JOHN" not in outcome.data
     assert (b"PHANTOM" in outcome.data) is undefined
+
+
+def test_text_in_a_safe_private_field_is_cleaned_and_numbers_kept() -> None:
+    """tcia's safe list names numeric fields (b values, directions). A sender that writes a
+    name into one as text gets it cleaned; the numbers stay as they were."""
+    patient = explicit(0x00100010, "PN", b"ZQXSUR^ZQXNAME")
+    block = explicit(0x00430010, "LO", b"GEMS_PARM_01")
+    slop = explicit(0x00431039, "LO", b"ZQXNAME ZQXSUR")  # the field misused for text
+    b_value = explicit(0x00190010, "LO", b"SIEMENS MR HEADER ") + explicit(
+        0x0019100C, "IS", b"1000"
+    )
+    outcome = run_with("tcia", patient + b_value + block + slop)
+    assert outcome.data is not None and b"ZQX" not in outcome.data
+    back = pydicom.dcmread(io.BytesIO(outcome.data))
+    assert back[0x0019100C].value == 1000

@@ -147,6 +147,7 @@ class PrivateName:
 
 
 _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
+_SAFE_PRIVATE = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
 _KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
 _CLEAN_FREE_TEXT = Rule(Action.CLEAN_TEXT, "free text not in Table E.1-1 (cleaned)")
 _GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
@@ -245,7 +246,7 @@ class ActionPlan:
         if override is not None:
             return override
         if (tag >> 16) % 2:
-            return self._private_rule(tag, creator)
+            return self._private_rule(tag, vr, creator)
         if tag in self.exact:
             return self.exact[tag]
         for mask, value, rule in self.masked:
@@ -272,12 +273,17 @@ class ActionPlan:
             return _KEEP_STANDARD
         return Rule(self.unknown_rule.action, "person name not in Table E.1-1: default_unknown")
 
-    def _private_rule(self, tag: int, creator: str | None) -> Rule:
+    def _private_rule(self, tag: int, vr: str, creator: str | None) -> Rule:
         element = tag & 0xFFFF
         if 0x0010 <= element <= 0x00FF:
             return Rule(Action.KEEP, "private creator (removed when its block is empty)")
         if creator is not None:
             rule = private_lookup(self.private_rules, creator, tag)
+            if rule is _SAFE_PRIVATE and vr in TEXT_VRS | DATE_VRS:
+                # Safe lists name numeric fields; text or a date there is a sender's misuse
+                # of the field, and is treated as what it is.
+                action = _clean_action(vr, None, self.dates, Action.KEEP)
+                return Rule(action, "safe private attribute holding text or a date: cleaned")
             if rule is not None:
                 return rule
         return _REMOVE_PRIVATE
@@ -404,9 +410,7 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     rules: dict[PrivateKey, Rule] = {}
     if Option.RETAIN_SAFE_PRIVATE in options:
         for entry in private.get("safe", []):
-            rules[_private_key(entry)] = Rule(
-                Action.KEEP, "safe private attribute (Retain Safe Private)"
-            )
+            rules[_private_key(entry)] = _SAFE_PRIVATE
     for entry in private.get("keep", []):
         rules[_private_key(entry)] = Rule(
             Action.KEEP, "private attribute on the profile's keep list"
