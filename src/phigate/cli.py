@@ -672,9 +672,16 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning phigate errors into one line and a non-zero exit."""
+    """Entry point: run the app, turning phigate errors into one line and a non-zero exit.
+
+    Any other exception is a bug: it is named by its type only, since its message may quote
+    a value read from an input file.
+    """
     try:
         app()
     except PhigateError as exc:
         _error_line(str(exc))
         sys.exit(2)
+    except Exception as exc:
+        _error_line(f"internal error ({type(exc).__name__}); please report it")
+        sys.exit(1)

@@ -46,14 +46,10 @@ def plan_sampling(paths: list[Path], strategy_for: StrategyFor) -> SamplingPlan:
     series: dict[str, list[tuple[int, InstanceRef]]] = defaultdict(list)
     strategies: dict[str, ScanStrategy] = {}
     for index, path in enumerate(paths):
-        header = _header(path)
-        if header is None or "Rows" not in header:  # unreadable, or not an image
-            continue
-        modality, sop_class = str(header.get("Modality", "")), str(header.get("SOPClassUID", ""))
-        strategy = strategy_for(modality, sop_class)
-        series_uid = str(header.get("SeriesInstanceUID", ""))
-        if strategy is not None and strategy.mode == "sample" and series_uid:
-            series[series_uid].append((index, InstanceRef.from_dataset(header)))
+        entry = _series_entry(path, strategy_for)
+        if entry is not None:
+            series_uid, ref, strategy = entry
+            series[series_uid].append((index, ref))
             strategies.setdefault(series_uid, strategy)
     deferred: dict[int, str] = {}
     for series_uid, members in series.items():
@@ -66,6 +62,29 @@ def plan_sampling(paths: list[Path], strategy_for: StrategyFor) -> SamplingPlan:
             (i, series_uid) for i, ref in members if ref.sop_instance_uid not in samples
         )
     return SamplingPlan(deferred)
+
+
+def _series_entry(
+    path: Path, strategy_for: StrategyFor
+) -> tuple[str, InstanceRef, ScanStrategy] | None:
+    """The series, sampling facts and strategy of an image in a sampled series, else None.
+
+    A header whose values cannot be read (an InstanceNumber that is no number, say) is not
+    sampled: its file is read whole in the first pass, which reports what is wrong with it.
+    The exception is not passed on, since its message may quote the value.
+    """
+    header = _header(path)
+    if header is None or "Rows" not in header:  # unreadable, or not an image
+        return None
+    try:
+        modality, sop_class = str(header.get("Modality", "")), str(header.get("SOPClassUID", ""))
+        strategy = strategy_for(modality, sop_class)
+        series_uid = str(header.get("SeriesInstanceUID", ""))
+        if strategy is None or strategy.mode != "sample" or not series_uid:
+            return None
+        return series_uid, InstanceRef.from_dataset(header), strategy
+    except Exception:
+        return None
 
 
 def _header(path: Path) -> Dataset | None:
