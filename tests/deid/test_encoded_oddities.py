@@ -241,3 +241,18 @@ def test_text_in_a_safe_private_field_is_cleaned_and_numbers_kept() -> None:
     assert outcome.data is not None and b"ZQX" not in outcome.data
     back = pydicom.dcmread(io.BytesIO(outcome.data))
     assert back[0x0019100C].value == 1000
+
+
+def test_a_number_string_holding_words_is_removed_and_numbers_kept() -> None:
+    """InstanceNumber (IS) and SliceThickness (DS) are kept by every profile; a sender that
+    writes words there has written free text, which goes."""
+    body = (
+        explicit(0x00180050, "DS", b"ZQX SMITH ")  # Slice Thickness
+        + explicit(0x00200013, "IS", b"ZQXNAME ")  # Instance Number
+        + explicit(0x00200032, "DS", b"-12.5\\1e2\\+3 ")  # Image Position (Patient)
+    )
+    outcome = run(body)
+    assert outcome.data is not None and b"ZQX" not in outcome.data
+    back = pydicom.dcmread(io.BytesIO(outcome.data))
+    assert "SliceThickness" not in back and "InstanceNumber" not in back
+    assert [float(v) for v in back.ImagePositionPatient] == [-12.5, 100.0, 3.0]

@@ -7,6 +7,7 @@ are always walked, whatever their rule, so a kept sequence cannot smuggle a name
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
@@ -97,6 +99,8 @@ class HeaderVisitor:
                 # A defined-length sequence of unknown VR (a private one in an implicit-VR
                 # file): its items are opaque bytes here, and a kept sequence must be walked.
                 action = Action.REMOVE
+            if action is Action.KEEP and vr in _NUMBER_STRING_VRS and not _is_number_text(element):
+                action = Action.REMOVE  # a number string holding words is free text misplaced
             if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
                 continue  # the hot path: most elements stay raw and untouched
             name = f"private:{known.keyword}" if known is not None and known.keyword else None
@@ -284,6 +288,24 @@ def _readable_when_typed(tag: int) -> bool:
     except KeyError:
         return False
     return any(option.strip() in _TYPED_VRS for option in expected.split(" or "))
+
+
+# IS and DS values (PS3.5 Table 6.2-1): digits, signs, a point, an exponent, spaces, and
+# backslashes between values.
+_NUMBER_STRING_VRS = frozenset({"IS", "DS"})
+_NUMBER_TEXT = re.compile(rb"[0-9+\-.eE \\]*")
+
+
+def _is_number_text(element: RawDataElement | DataElement) -> bool:
+    """Whether a kept IS or DS value is made of what numbers are written with."""
+    value = element.value
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, list | MultiValue):
+        raw = "\\".join(str(v) for v in value).encode("ascii", "replace")
+    else:
+        raw = str(value if value is not None else "").encode("ascii", "replace")
+    return _NUMBER_TEXT.fullmatch(raw.rstrip(b"\0")) is not None
 
 
 def _holds_items(element: RawDataElement | DataElement) -> bool:
