@@ -73,6 +73,9 @@ def shifting_cleaner() -> TextCleaner:
         ("SSN 123-45-6789", "6789"),
         ("MRN 00123456", "00123456"),
         ("LIVES 42 Elm Street", "Elm"),
+        ("LIVES 42 Elm Street Shelbyville, Kent", "Shelbyville"),  # the town after it
+        ("LIVES 42 Elm Street Shelbyville, Kent", "Kent"),
+        ("CALL 555-0142", "0142"),  # a local number, no area code
         ("ZIP 02139", "02139"),
         ("Seen by Dr Maria Garcia today", "Garcia"),
     ],
@@ -199,3 +202,26 @@ def test_a_one_character_ideographic_surname_is_removed(cleaner: TextCleaner) ->
     cleaned = cleaner.clean("患者 王 小明 复查", ids, OFFSET)
     assert "王" not in cleaned.text and "小明" not in cleaned.text
     assert cleaner.clean("J SMITH", identifiers("SMITH^J"), OFFSET).text.startswith("J ")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "secret"),
+    [
+        ("MUELLER^ANNA", "f/u MÜLLER", "MÜLLER"),  # umlaut put back
+        ("MUELLER^ANNA", "f/u Müller", "Müller"),
+        ("MÜLLER^ANNA", "f/u MUELLER", "MUELLER"),  # umlaut spelled out
+        ("MÜLLER^ANNA", "f/u MULLER", "MULLER"),  # accent dropped
+        ("JOSÉ^GARCÍA", "f/u Jose Garcia", "Garcia"),
+    ],
+)
+def test_a_name_is_found_in_its_other_spellings(
+    cleaner: TextCleaner, name: str, text: str, secret: str
+) -> None:
+    cleaned = cleaner.clean(text, identifiers(name), OFFSET)
+    assert secret.lower() not in cleaned.text.lower()
+    assert cleaned.text.startswith("f/u ")
+
+
+def test_the_town_after_an_address_stops_at_a_clinical_word(cleaner: TextCleaner) -> None:
+    cleaned = cleaner.clean("42 Elm Street CT HEAD", identifiers(), OFFSET)
+    assert cleaned.text.endswith("HEAD") and "Elm" not in cleaned.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +35,10 @@ RECOGNIZERS: dict[str, re.Pattern[str]] = {
         rf"|{_MONTHS}[\s./-]*\d{{1,2}}(?:st|nd|rd|th)?,?[\s./-]*\d{{2,4}})\b",
         re.IGNORECASE,
     ),
-    "phone": re.compile(r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),
+    "phone": re.compile(
+        r"(?<!\w)(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"
+        r"|(?<![\w.-])\d{3}[.-]\d{4}(?![\w.-])"  # a local number, without its area code
+    ),
     "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
     "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
     "mrn": re.compile(r"\b[A-Z]{0,3}\d{6,}[A-Z]?\b", re.IGNORECASE),
@@ -117,6 +121,9 @@ class TextCleaner:
                     if span is not None:
                         yield span[0], span[1], kind
                     continue
+                if name == "address":
+                    yield match.start(), _town_end(text, match.end()), kind
+                    continue
                 yield match.start(), match.end(), kind
 
     def _is_kept(self, found: str) -> bool:
@@ -163,6 +170,22 @@ def _titled_name_span(match: re.Match[str]) -> tuple[int, int] | None:
     return match.start(), end
 
 
+_TOWN_WORD = re.compile(r",?\s+([A-Z][A-Za-z'-]+)")
+_MAX_TOWN_WORDS = 2
+
+
+def _town_end(text: str, end: int) -> int:
+    """Where an address ends: after the street, the capitalised words of a town that follow
+    it (up to two, never a clinical word)."""
+    words = clinical_words()
+    for _ in range(_MAX_TOWN_WORDS):
+        match = _TOWN_WORD.match(text, end)
+        if match is None or match.group(1).lower() in words:
+            break
+        end = match.end()
+    return end
+
+
 def _shift_text_date(found: str, day_offset: int) -> str | None:
     for fmt in _DATE_FORMATS:
         try:
@@ -205,13 +228,30 @@ def _identifier_patterns(
 
 
 def _name_tokens(names: tuple[str, ...]) -> set[str]:
-    """The parts of the instance's names worth matching: not Latin initials, but a one-
-    character ideographic surname (王) is a whole name part."""
+    """The parts of the instance's names worth matching, in their other spellings too: not
+    Latin initials, but a one-character ideographic surname (王) is a whole name part."""
     tokens: set[str] = set()
     for name in names:
         parts = (t.strip(".") for t in _NAME_SPLIT.split(name))
-        tokens.update(t for t in parts if len(t) >= _MIN_TOKEN or (t.isalpha() and not t.isascii()))
+        kept = (t for t in parts if len(t) >= _MIN_TOKEN or (t.isalpha() and not t.isascii()))
+        tokens.update(spelling for t in kept for spelling in _spellings(t))
     return tokens
+
+
+# German letters and their ASCII spellings (MÜLLER is MUELLER in an ASCII-only system).
+_UMLAUTS = (("Ä", "AE"), ("Ö", "OE"), ("Ü", "UE"), ("ß", "SS"))
+
+
+def _spellings(token: str) -> set[str]:
+    """A name part as written, without its accents (MÜLLER, MULLER), and with umlauts spelled
+    out or put back (MUELLER); matching is case-insensitive, so upper case serves."""
+    upper = token.upper()
+    bare = "".join(c for c in unicodedata.normalize("NFKD", upper) if not unicodedata.combining(c))
+    spelled_out, put_back = upper, upper
+    for letter, ascii_form in _UMLAUTS:
+        spelled_out = spelled_out.replace(letter.upper(), ascii_form)
+        put_back = put_back.replace(ascii_form, letter.upper())
+    return {token, bare, spelled_out, put_back}
 
 
 def _id_variants(ids: tuple[str, ...]) -> set[str]:
