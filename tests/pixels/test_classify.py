@@ -127,3 +127,34 @@ def test_listed_names_win_over_near_harmless_words(classifier: TextClassifier, t
 def test_a_bare_label_is_marked_for_its_neighbour(classifier: TextClassifier) -> None:
     verdict = classifier.classify("MRN:")
     assert verdict.kind == "non_phi" and verdict.basis == "phi_label_alone"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("DOB: 08.29", "date"),  # a label with a value shaped like "TR 500"
+        ("MRN 4821", "id"),
+        ("ACC 7781", "id"),
+        ("TEL 555", "other_phi"),
+        ("AGE 92", "other_phi"),
+        ("F 92", "other_phi"),  # sex and an age over 89
+        ("555 0142", "other_phi"),  # a local phone number
+        ("JOHN 1961", "name"),  # a listed given name before a number
+        ("Dr Li", "name"),  # a title before a short surname
+        ("08/29", "date"),  # the patient's own day and month, no year
+        ("29.8", "date"),
+        ("AUG 29", "date"),
+    ],
+)
+def test_phi_shaped_like_annotation_is_not_kept(
+    classifier: TextClassifier, text: str, kind: str
+) -> None:
+    verdict = classifier.classify(text)
+    assert verdict.kind == kind, verdict.basis
+
+
+@pytest.mark.parametrize(
+    "text", ["AGE 63", "MR KNEE", "IM 12/40", "TR 500", "W 400 L 40", "kV 120"]
+)
+def test_annotation_near_those_cues_is_still_kept(classifier: TextClassifier, text: str) -> None:
+    assert classifier.classify(text).kind == "non_phi"

@@ -20,12 +20,13 @@ The verdict never carries the text, only its kind and how sure the judgement is.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from phigate.pixels.defaults import HONORIFICS, INSTITUTION_WORDS, PHI_LABELS, UNITS
-from phigate.pixels.identifiers import IdentifierMatcher, approximate_find
+from phigate.pixels.identifiers import IdentifierMatcher, approximate_find, guess_kind
 from phigate.pixels.names import name_lists
 from phigate.pixels.rules import PixelRules
 
@@ -97,6 +98,7 @@ class TextClassifier:
         words = {w.upper() for w in rules.harmless_words}
         words |= {t.upper() for phrase in extra_harmless for t in _TOKEN.findall(phrase)}
         self._harmless = frozenset(words)
+        self._own_days = _day_and_month_forms(identifiers)
 
     def classify(self, text: str) -> Verdict:
         """The verdict for one piece of recognised text."""
@@ -106,9 +108,43 @@ class TextClassifier:
         found = self._identifiers.match(norm)
         if found is not None:
             return Verdict(found.kind, found.confidence, found.keyword, "identifier")
+        cue = self._phi_cue(norm)
+        if cue is not None:
+            return cue
         if any(p.fullmatch(norm) for p in self._rules.compiled_keep):
             return Verdict(NON_PHI, 1.0, basis="keep_list")
         return self._recognise(norm)
+
+    def _phi_cue(self, norm: str) -> Verdict | None:
+        """What makes text PHI even when it is shaped like annotation ("DOB: 04.03" looks
+        like "TR 500"), checked before the keep-list and the harmless-word shortcuts."""
+        upper = [t.strip(".-':#").upper() for t in _TOKEN.findall(norm)]
+        upper = [t for t in upper if t]
+        found = _labelled_value(upper) or self._named(upper)
+        if found is not None:
+            return found
+        if _SEX_AND_OLD_AGE.search(norm) or _LOCAL_PHONE.search(norm):
+            return Verdict("other_phi", 0.8, basis="pattern")
+        spaced = " ".join(norm.upper().split())
+        if any(re.search(rf"(?<![\w.]){re.escape(f)}(?![\w.])", spaced) for f in self._own_days):
+            return Verdict("date", 0.8, basis="own_day_and_month")
+        return None
+
+    def _named(self, upper: list[str]) -> Verdict | None:
+        """A title before a word that is not clinical vocabulary (``DR LI``), or a word of
+        three letters or more from the name lists that is not clinical vocabulary either."""
+        for token, after in itertools.pairwise(upper):
+            if token in HONORIFICS and after.isalpha() and after not in self._harmless:
+                return Verdict("name", 0.85, basis="honorific")
+        if _INSTITUTION_SET.intersection(upper):
+            return None  # "St Mary Hospital": the institution recogniser names it
+        lists = name_lists()
+        for token in upper:
+            listed = token in lists.given or token in lists.surnames
+            plain = token not in self._harmless and token not in _LABEL_KINDS
+            if listed and plain and len(token) >= 3 and token.isalpha():
+                return Verdict("name", 0.7, basis="name_list")
+        return None
 
     def _recognise(self, norm: str) -> Verdict:
         for kind, pattern, confidence in _RECOGNISERS:
@@ -167,6 +203,56 @@ class TextClassifier:
             return True  # laterality prefixed to a view or structure: LCC, RMLO, LKIDNEY
         digits = sum(c.isdigit() for c in upper)
         return 0 < digits <= 3 and len(upper) <= 7  # device/probe codes: L12-5, TAC1, DR60
+
+
+# Labels whose value is PHI whatever it looks like (names, IDs, dates, ages over 89, contact).
+_VALUE_LABELS = {
+    label: kind
+    for label, kind in PHI_LABELS
+    if label
+    in {"NAME", "PATIENT", "ID", "MRN", "PID", "ACC", "ACCESSION", "ACCN", "SSN", "NHS"}
+    | {"MEDICARE", "RECORD", "DOB", "BIRTH", "BORN", "BIRTHDATE", "DATE", "AGE", "PHONE"}
+    | {"TEL", "ADDRESS", "EMAIL"}
+}
+_SEX_AND_OLD_AGE = re.compile(r"(?<![A-Za-z])[FM]\s*:?\s*(?:9\d|1[0-4]\d)\s*Y?(?![\w.])", re.I)
+_LOCAL_PHONE = re.compile(r"(?<![\w.])(?:\(\d{3}\)\s*)?\d{3}\s\d{4}(?![\w.])")
+_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _labelled_value(upper: list[str]) -> Verdict | None:
+    """A label whose value is PHI, followed by anything (an age only when over 89)."""
+    for token, after in itertools.pairwise(upper):
+        kind = _VALUE_LABELS.get(token) or _VALUE_LABELS.get(_unfold(token))
+        if kind is not None and (token != "AGE" or _old_age(after)):
+            return Verdict(kind, 0.8, basis="label_with_value")
+    return None
+
+
+def _old_age(value: str) -> bool:
+    """An age over 89 (HIPAA aggregates those), as ``92``, ``92Y``, ``092Y``."""
+    digits = value.rstrip("Y")
+    return digits.isdigit() and int(digits) >= 90
+
+
+def _day_and_month_forms(
+    identifiers: Sequence[str] | Mapping[str, str | Sequence[str]],
+) -> frozenset[str]:
+    """The instance's own dates as a display shows them without a year (``04/03``,
+    ``4.3``, ``MAR 4``, ``4 MAR``), in upper case with single spaces."""
+    values = identifiers.values() if isinstance(identifiers, Mapping) else identifiers
+    flat = [v for value in values for v in ([value] if isinstance(value, str) else value)]
+    forms: set[str] = set()
+    for value in flat:
+        text = str(value).strip()
+        if not re.fullmatch(r"\d{8}", text) or guess_kind(text) != "date":
+            continue
+        month, day = int(text[4:6]), int(text[6:8])
+        for a, b in ((day, month), (month, day)):
+            for sep in ("/", ".", "-"):
+                forms.update({f"{a}{sep}{b}", f"{a:02d}{sep}{b:02d}"})
+        name = _MONTH_NAMES[month - 1]
+        forms.update({f"{name} {day}", f"{name} {day:02d}", f"{day} {name}", f"{day:02d} {name}"})
+    return frozenset(forms)
 
 
 def _digit_run(norm: str) -> Verdict | None:
