@@ -23,6 +23,9 @@ import pytest
 
 from phigate.deid.keys import Keyring
 from phigate.governance.home import load_keyring, resolve_home
+from phigate.pipeline.runner import RunRequest
+from phigate.policy.plan import compile_profile
+from phigate.policy.profile import load_profile
 from phigate.samples import SampleManifest, make_sample_set
 
 TIMED_OUT = -999  # return code reported for a run killed at its timeout
@@ -229,3 +232,24 @@ def profile_versions(installation: Installation) -> dict[str, str]:
     code = result.returncode
     assert code == 0, "phigate profile list failed"
     return {row["name"]: row["version"] for row in json.loads(result.stdout)}
+
+
+FolderRequest = Callable[..., RunRequest]
+
+
+@pytest.fixture
+def folder_request(tmp_path: Path) -> FolderRequest:
+    """Makes the run request for a folder: a built-in profile, a test key, output and
+    quarantine under ``tmp_path``."""
+
+    def make(inputs: Path, profile: str, key: bytes, workers: int = 1) -> RunRequest:
+        return RunRequest(
+            input_dir=inputs,
+            output_dir=tmp_path / "out",
+            quarantine_dir=tmp_path / "quarantine",
+            plan=compile_profile(load_profile(profile)),
+            keys=Keyring(key),
+            workers=workers,
+        )
+
+    return make

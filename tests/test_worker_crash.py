@@ -8,6 +8,7 @@ its process on one marked input; forked workers inherit the replacement.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -36,7 +37,11 @@ def crashing(data: bytes, source_ref: str, worker: Worker, scan_pixels: bool = T
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("position", [0.15, 0.5], ids=["early", "middle"])
 def test_a_dying_worker_costs_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, position: float
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    folder_request: Callable[..., RunRequest],
+    workers: int,
+    position: float,
 ) -> None:
     """Early: the pool breaks while the parent is still submitting (submit itself raises);
     middle: it breaks under a chunk with neighbours on both sides."""
@@ -48,14 +53,7 @@ def test_a_dying_worker_costs_one_file(
     victim.write_bytes(victim.read_bytes() + MARK)
     monkeypatch.setattr(runner, "process_instance", crashing)
     records: list[InstanceResult] = []
-    request = RunRequest(
-        input_dir=inputs,
-        output_dir=tmp_path / "out",
-        quarantine_dir=tmp_path / "quarantine",
-        plan=compile_profile(load_profile("basic")),
-        keys=Keyring(b"c" * 32),
-        workers=workers,
-    )
+    request = folder_request(inputs, "basic", b"c" * 32, workers)
     summary = run(request, on_result=records.append)
     crashed = [r for r in records if r.reason == WORKER_CRASHED]
     assert len(crashed) == 1 and crashed[0].status is Status.QUARANTINED

@@ -7,6 +7,7 @@ leave that file to the main pass, which reports it, and must not end the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -15,10 +16,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from phigate import cli
-from phigate.deid.keys import Keyring
 from phigate.pipeline.runner import RunRequest, run
-from phigate.policy.plan import compile_profile
-from phigate.policy.profile import load_profile
 
 
 def ct_slice(folder: Path, number: int, instance_number: bytes) -> None:
@@ -41,19 +39,14 @@ def ct_slice(folder: Path, number: int, instance_number: bytes) -> None:
     ds.save_as(folder / f"slice-{number}.dcm", enforce_file_format=True)
 
 
-def test_an_unreadable_instance_number_leaves_the_batch_whole(tmp_path: Path) -> None:
+def test_an_unreadable_instance_number_leaves_the_batch_whole(
+    tmp_path: Path, folder_request: Callable[..., RunRequest]
+) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     for number, value in enumerate((b"1 ", b"ZQX SMITH ", b"3 ")):
         ct_slice(inputs, number, value)
-    request = RunRequest(
-        input_dir=inputs,
-        output_dir=tmp_path / "out",
-        quarantine_dir=tmp_path / "quarantine",
-        plan=compile_profile(load_profile("tcia")),
-        keys=Keyring(b"h" * 32),
-    )
-    summary = run(request)
+    summary = run(folder_request(inputs, "tcia", b"h" * 32))
     assert summary.inputs == 3 and summary.balanced
     assert summary.written == 3
     written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*.dcm"))
