@@ -160,3 +160,9 @@ def test_cap_age_aggregates_over_89_in_every_unit(age: str, capped: str) -> None
 def test_years_between(earlier: str, later: str, years: float | None) -> None:
     expected = None if years is None else pytest.approx(years, abs=0.01)
     assert values.years_between(earlier, later) == expected
+
+
+def test_a_shifted_year_below_1000_keeps_four_digits() -> None:
+    """Placeholder dates (00500101) must come out as valid DA, eight digits."""
+    assert values.shift_date("00500101", -3650) == "00400104"
+    assert values.shift_date("10000101", -3650) == "09900103"

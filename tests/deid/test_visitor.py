@@ -392,6 +392,45 @@ def test_hipaa_birth_date_showing_over_89_is_moved_to_read_90() -> None:
     assert out.PatientBirthDate == "19330101"
 
 
+def test_hipaa_tells_the_age_by_the_latest_date_of_the_instance() -> None:
+    """89 at the study, 91 at the content date: the birth year must not show it."""
+    ds = instance(PatientBirthDate="19340301", StudyDate="20230101", ContentDate="20250301")
+    out = deid(ds, "hipaa-safe-harbor")
+    assert out.PatientBirthDate == "19350101"
+    assert out.ContentDate == "20250101"
+
+
+@pytest.mark.parametrize("born", ["1920.03.15", "1920", "192003", "19200315\\19200316"])
+def test_hipaa_birth_date_not_shown_under_the_cap_goes(born: str) -> None:
+    """An old ACR-NEMA date, a partial date or two values: the age cannot be told, and a
+    real year of 1920 must not pass."""
+    out = deid(instance(PatientBirthDate=born, StudyDate="20240115"), "hipaa-safe-harbor")
+    assert "1920" not in str(out.get("PatientBirthDate", ""))
+
+
+@pytest.mark.parametrize(
+    ("profile", "expect"), [("tcia", "shifted"), ("hipaa-safe-harbor", "year"), ("basic", "gone")]
+)
+def test_dates_outside_the_table_go_the_way_the_profiles_dates_go(
+    profile: str, expect: str
+) -> None:
+    """StudyUpdateDateTime is not in Table E.1-1; kept as sent beside a shifted StudyDate it
+    would give the patient's offset away."""
+    out = deid(instance(StudyUpdateDateTime="20230411120000"), profile)
+    value = str(out.get("StudyUpdateDateTime", ""))
+    if expect == "gone":
+        assert "StudyUpdateDateTime" not in out
+    elif expect == "year":
+        assert value == "2023"
+    else:
+        assert value and value != "20230411120000" and value.endswith("120000")
+
+
+def test_dates_in_an_alternative_calendar_go() -> None:
+    out = deid(instance(PatientBirthDateInAlternativeCalendar="19400315"), "tcia")
+    assert "PatientBirthDateInAlternativeCalendar" not in out
+
+
 # --- free text ----------------------------------------------------------------------------
 
 

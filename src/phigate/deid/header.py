@@ -6,7 +6,6 @@ changed in place and a :class:`HeaderOutcome` out. No I/O, no logging.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -95,21 +94,29 @@ def _trial_subject(
 
 
 def _aggregate_old_birth_date(ds: Dataset, context: HeaderContext) -> None:
-    """HIPAA: a birth date showing an age over the cap moves so the age reads cap + 1."""
+    """HIPAA: a birth date showing an age over the cap moves so the age reads cap + 1.
+
+    The age is told by the latest full date of the instance (study, series, acquisition,
+    content...). A birth date that cannot be shown to be under the cap goes: one that is
+    not a full date, or one with no full date to tell the age by ("today" would not be
+    deterministic).
+    """
     cap = context.plan.age_cap
     ids = context.identifiers
     if cap is None or not str(ds.get("PatientBirthDate", "") or ""):
         return
-    age = values.years_between(ids.birth_date, ids.reference_date)
-    if age is None and not ids.reference_date:
-        # No study, series or content date to tell the age by: the birth date cannot be
-        # shown to be under the cap, so it goes (a deterministic choice; "today" is not).
+    born = values.parse_date(ids.birth_date)
+    others = list(ids.dates)
+    if ids.birth_date in others:
+        others.remove(ids.birth_date)
+    dated = [d for d in map(values.parse_date, others) if d is not None]
+    if born is None or not dated:
         ds.PatientBirthDate = ""
         context.actions["PatientBirthDate"] = "aggregate_age"
         return
-    if age is None or age <= cap:
+    reference = max(dated)
+    if (reference - born).days / 365.25 <= cap:
         return
-    reference = dt.datetime.strptime(ids.reference_date[:8], "%Y%m%d").date()
     stand_in = reference.replace(year=reference.year - (cap + 1), day=1).strftime("%Y%m%d")
     rule = context.plan.rule_for(0x00100030, "DA")
     if rule.action is Action.SHIFT_DATE:

@@ -47,7 +47,6 @@ class InstanceIdentifiers:
     dates: tuple[str, ...]
     places: tuple[str, ...]
     birth_date: str
-    reference_date: str
 
     def all_values(self) -> tuple[str, ...]:
         """Every identifying string, for matchers that do not care about the kind."""
@@ -67,9 +66,6 @@ def collect_identifiers(ds: Dataset) -> InstanceIdentifiers:
         dates=_values(ds, _DATE_KEYWORDS),
         places=_values(ds, _PLACE_KEYWORDS),
         birth_date=_text(ds, "PatientBirthDate"),
-        reference_date=_text(ds, "StudyDate")
-        or _text(ds, "SeriesDate")
-        or _text(ds, "ContentDate"),
     )
 
 

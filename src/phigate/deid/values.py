@@ -66,7 +66,10 @@ def shift_date(value: str, days: int) -> str | None:
         moved = dt.date(int(year), int(month), int(day)) + dt.timedelta(days=days)
     except (ValueError, OverflowError):
         return None
-    return moved.strftime("%Y%m%d")[: len(text)]
+    if moved.year < 1:
+        return None
+    # Formatted by hand: strftime's %Y does not pad years below 1000 on every platform.
+    return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"[: len(text)]
 
 
 def shift_datetime(value: str, days: int) -> str | None:
@@ -109,10 +112,20 @@ def cap_age(value: str, cap: int) -> str:
 
 
 def years_between(earlier: str, later: str) -> float | None:
-    """Years from one DA to another, or ``None`` if either is unparseable."""
-    try:
-        start = dt.datetime.strptime(earlier.strip()[:8], "%Y%m%d")
-        end = dt.datetime.strptime(later.strip()[:8], "%Y%m%d")
-    except ValueError:
+    """Years from one DA to another (the old ``YYYY.MM.DD`` form too), or ``None`` if
+    either is not a full date."""
+    start, end = parse_date(earlier), parse_date(later)
+    if start is None or end is None:
         return None
     return (end - start).days / 365.25
+
+
+def parse_date(value: str) -> dt.date | None:
+    """A full DA value (``YYYYMMDD``, or ACR-NEMA's ``YYYY.MM.DD``) as a date, else None."""
+    text = value.strip().replace(".", "")
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        return None

@@ -156,6 +156,8 @@ _URL = Rule(Action.REMOVE, "URL not in Table E.1-1 (query strings carry identifi
 _REMOVED_OUTSIDE_THE_TABLE = {
     0x04000500: Rule(Action.REMOVE, "Encrypted Attributes Sequence: originals of attributes"),
     0x00686300: Rule(Action.REMOVE, "HPGL Document: drawing whose labels are text"),
+    0x00100033: Rule(Action.REMOVE, "Patient's Birth Date in Alternative Calendar"),
+    0x00100034: Rule(Action.REMOVE, "Patient's Death Date in Alternative Calendar"),
 }
 # Command (0000) and file meta (0002) elements have no place in a data set (PS3.5 7.1); a
 # writer would put them beside the rebuilt file meta, where a reader takes them as its own.
@@ -267,11 +269,25 @@ class ActionPlan:
             return _CLEAN_FREE_TEXT
         if tag in _REMOVED_OUTSIDE_THE_TABLE:
             return _REMOVED_OUTSIDE_THE_TABLE[tag]
+        if vr in DATE_VRS:
+            return self._date_outside_the_table(vr)
         if vr == "UR":
             return _URL
         if vr != "PN":
             return _KEEP_STANDARD
         return Rule(self.unknown_rule.action, "person name not in Table E.1-1: default_unknown")
+
+    def _date_outside_the_table(self, vr: str) -> Rule:
+        """A date or time the table does not list (StudyUpdateDateTime, dates in an
+        alternative calendar...) goes the way the profile's own dates go: kept with full
+        dates, modified like them with modified dates, else removed. Kept as sent, it would
+        show the offset of every shifted date."""
+        if Option.RETAIN_LONG_FULL_DATES in self.options:
+            return Rule(Action.KEEP, "date not in Table E.1-1: full dates retained")
+        if Option.RETAIN_LONG_MODIFIED_DATES in self.options:
+            action = _clean_action(vr, Option.RETAIN_LONG_MODIFIED_DATES, self.dates)
+            return Rule(action, "date not in Table E.1-1: modified as the profile's dates are")
+        return Rule(Action.REMOVE, "date not in Table E.1-1: removed")
 
     def _private_rule(self, tag: int, vr: str, creator: str | None) -> Rule:
         element = tag & 0xFFFF
