@@ -62,8 +62,10 @@ def deidentify_header(
     identifiers: InstanceIdentifiers,
     subjects: Mapping[str, TrialSubject] | None = None,
     pixels_cleaned: bool = False,
+    drop_item_pixels: bool = False,
 ) -> HeaderOutcome:
-    """Apply ``plan`` to ``ds`` in place; ``identifiers`` were read before any change."""
+    """Apply ``plan`` to ``ds`` in place; ``identifiers`` were read before any change.
+    ``drop_item_pixels``: remove pixel data found inside sequence items."""
     subject = _trial_subject(ds, plan, subjects)
     earliest, latest = plan.dates.shift_days
     context = HeaderContext(
@@ -72,6 +74,7 @@ def deidentify_header(
         cleaner=cleaner,
         identifiers=identifiers,
         day_offset=keys.day_offset(identifiers.patient_key, earliest, latest),
+        drop_item_pixels=drop_item_pixels,
     )
     HeaderVisitor(context).visit(ds)
     _aggregate_old_birth_date(ds, context)

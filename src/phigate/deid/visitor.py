@@ -29,6 +29,8 @@ from phigate.policy.plan import Action, ActionPlan
 from phigate.record import PHIFinding
 
 DICOM_UID_ROOT = "1.2.840.10008."
+# Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 # Kept elements that still need a look: sequences are walked, ages are capped.
 _KEEP_NEEDS_A_LOOK = frozenset({"SQ", "AS"})
 
@@ -46,6 +48,9 @@ class HeaderContext:
     findings: list[PHIFinding] = field(default_factory=list)
     pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
     dates_changed: bool = False
+    # Clean Pixel Data in force: pixel data inside items (thumbnails the pixel step never
+    # reads) goes.
+    drop_item_pixels: bool = False
 
 
 class HeaderVisitor:
@@ -233,7 +238,15 @@ class HeaderVisitor:
             del ds[tag]
             return
         for item in element.value:
+            if self.ctx.drop_item_pixels:
+                self._drop_pixels(item)
             self.visit(item)
+
+    def _drop_pixels(self, item: Dataset) -> None:
+        for tag in _PIXEL_TAGS:
+            if tag in item._dict:
+                del item[tag]
+                self.ctx.actions["PixelData (in a sequence item)"] = Action.REMOVE.value
 
     def _map_strings(self, ds: Dataset, tag: int, transform: Callable[[str], str]) -> None:
         """Apply ``transform`` to each value of a string element (multi-valued too)."""

@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.uid import UID
 
@@ -36,8 +35,6 @@ PIXELS_SCANNED_CLEAN = "pixels_scanned_no_phi"
 PIXELS_REVIEW = "pixels_need_review"
 PIXELS_SKIPPED_BY_SAMPLING = "pixels_skipped_by_sampling"
 _PIXEL_DATA = 0x7FE00010
-# Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _FLOAT_PIXELS = ("FloatPixelData", "DoubleFloatPixelData")
 _UID_SHAPE = re.compile(r"[0-9.]{1,64}")  # PS3.5 9.1
 # Modality defined terms (PS3.3 C.7.3.1.1.1, with retired ones still sent): anything else
@@ -232,9 +229,16 @@ def _process(data: bytes, record: InstanceResult, worker: Worker, scan_pixels: b
     pixel_action, pixels_cleaned, overlays_read = _clean_pixels(
         ds, record, worker, identifiers, scan_pixels
     )
-    dropped = _drop_unread_graphics(ds, worker.plan, record.modality, overlays_read)
+    dropped = _drop_unread_overlays(ds, worker.plan, overlays_read)
     header = deidentify_header(
-        ds, worker.plan, worker.keys, worker.cleaner, identifiers, worker.subjects, pixels_cleaned
+        ds,
+        worker.plan,
+        worker.keys,
+        worker.cleaner,
+        identifiers,
+        worker.subjects,
+        pixels_cleaned,
+        drop_item_pixels=worker.plan.cleans_pixels_for(record.modality),
     )
     _flag_for_review(ds, record, worker.plan, pixels_cleaned or pixel_action is not None)
     output = _write(ds, UID(ds.file_meta.get("TransferSyntaxUID", parsed.transfer_syntax)))
@@ -286,51 +290,14 @@ def _clean_pixels(
     return action, outcome.fully_scanned, True
 
 
-def _drop_unread_graphics(
-    ds: Dataset, plan: ActionPlan, modality: str | None, overlays_read: bool
-) -> dict[str, str]:
-    """Remove what neither the header pass can clean nor the pixel step read; returns the
-    actions taken, by keyword.
-
-    Under Clean Graphics an overlay bitmap is text drawn in bits: the pixel step reads it
-    when it runs, and when it did not (no Pixel Data, a slice left out by sampling, pixel
-    cleaning off for the modality) the overlay planes go. Under Clean Pixel Data, pixel data
-    inside sequence items (thumbnails the pixel step never reads) goes.
-    """
-    dropped: dict[str, str] = {}
+def _drop_unread_overlays(ds: Dataset, plan: ActionPlan, overlays_read: bool) -> dict[str, str]:
+    """Under Clean Graphics an overlay bitmap is text drawn in bits, which the header pass
+    cannot clean: the pixel step reads it when it runs, and where it did not (no Pixel Data,
+    a slice left out by sampling, pixel cleaning off for the modality) the overlay planes
+    go. Returns the action taken, by keyword."""
     if Option.CLEAN_GRAPHICS in plan.options and not overlays_read and remove_overlays(ds):
-        dropped["OverlayData"] = "remove"
-    if plan.cleans_pixels_for(modality) and _drop_nested_pixels(ds):
-        dropped["PixelData (in a sequence item)"] = "remove"
-    return dropped
-
-
-def _drop_nested_pixels(ds: Dataset, nested: bool = False) -> bool:
-    """Delete pixel data from every sequence item at any depth (``ds`` itself only when
-    ``nested``); True if any was there."""
-    found = False
-    if nested:
-        for tag in _PIXEL_TAGS:
-            if tag in ds._dict:
-                del ds[tag]
-                found = True
-    for tag, element in list(ds._dict.items()):
-        if _sequence_vr(int(tag), element.VR) and ds[tag].VR == "SQ":
-            for item in ds[tag].value:
-                found = _drop_nested_pixels(item, nested=True) or found
-    return found
-
-
-def _sequence_vr(tag: int, vr: str | None) -> bool:
-    """A sequence by its VR, or by its dictionary VR when it came without one or as UN."""
-    if vr == "SQ":
-        return True
-    if vr not in (None, "UN") or (tag >> 16) % 2:
-        return False
-    try:
-        return str(dictionary_VR(tag)) == "SQ"
-    except KeyError:
-        return False
+        return {"OverlayData": "remove"}
+    return {}
 
 
 def _describe_source(ds: FileDataset, record: InstanceResult, syntax: UID) -> None:
