@@ -98,7 +98,9 @@ class TextClassifier:
         words = {w.upper() for w in rules.harmless_words}
         words |= {t.upper() for phrase in extra_harmless for t in _TOKEN.findall(phrase)}
         self._harmless = frozenset(words)
-        self._own_days = _day_and_month_forms(identifiers)
+        days = sorted(_day_and_month_forms(identifiers), key=len, reverse=True)
+        alternation = "|".join(map(re.escape, days))
+        self._own_days = re.compile(rf"(?<![\w.])(?:{alternation})(?![\w.])") if days else None
 
     def classify(self, text: str) -> Verdict:
         """The verdict for one piece of recognised text."""
@@ -126,7 +128,7 @@ class TextClassifier:
         if _SEX_AND_OLD_AGE.search(norm) or _LOCAL_PHONE.search(norm):
             return Verdict("other_phi", 0.8, basis="pattern")
         spaced = " ".join(norm.upper().split())
-        if any(re.search(rf"(?<![\w.]){re.escape(f)}(?![\w.])", spaced) for f in self._own_days):
+        if self._own_days is not None and self._own_days.search(spaced):
             return Verdict("date", 0.8, basis="own_day_and_month")
         return None
 
