@@ -29,6 +29,7 @@ from phigate.dicom.io import (
     MISSING_IDENTITY,
     NOT_DICOM,
     TRUNCATED,
+    encode_instance,
     read_instance,
     sniff_dicom,
     write_instance,
@@ -405,3 +406,15 @@ def test_a_bare_implicit_data_set_may_start_with_an_undefined_length_sequence() 
     data = sequence + identity
     assert sniff_dicom(data)
     assert str(read_instance(data).dataset.SOPInstanceUID) == "1.2.3.4"
+
+
+def test_large_values_are_output_parts_of_their_own_uncopied() -> None:
+    parsed = read_instance((PYDICOM_DATA / "SC_rgb_32bit.dcm").read_bytes())
+    pixels = parsed.dataset._dict[0x7FE00010].value
+    assert len(pixels) >= 1 << 16
+    parts = encode_instance(parsed.dataset, parsed.transfer_syntax)
+    assert any(part is pixels for part in parts)
+    assert b"".join(parts) == write_instance(parsed.dataset, parsed.transfer_syntax)
+    written = read_instance(b"".join(parts)).dataset
+    assert written.PixelData == pixels
+    assert written.SOPInstanceUID == parsed.dataset.SOPInstanceUID

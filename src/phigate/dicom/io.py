@@ -20,7 +20,7 @@ from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset, validate_file_meta
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomBytesIO
+from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
 from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
@@ -58,6 +58,8 @@ _META_MIRRORS = (
 )
 _ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"  # (FFFE,E00D), length 0
 _META_SEARCH_BYTES = 4096
+# A value this long is written as a part of its own (see encode_instance).
+_OWN_PART_BYTES = 1 << 16
 _META_GROUP_LENGTH = BaseTag(0x00020000)
 _GROUP_LENGTH_ELEMENT = 12
 _KNOWN_VRS = frozenset(
@@ -284,6 +286,11 @@ def _keyword(element: RawDataElement) -> str:
 
 
 def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
+    """Serialise as a PS3.10 file in ``transfer_syntax`` (see :func:`encode_instance`)."""
+    return b"".join(encode_instance(dataset, transfer_syntax))
+
+
+def encode_instance(dataset: FileDataset, transfer_syntax: UID) -> tuple[bytes, ...]:
     """Serialise as a PS3.10 file in ``transfer_syntax`` with a zero preamble (it may hold PHI).
 
     When the data set is written in the encoding it was read in (the usual case: the
@@ -291,6 +298,10 @@ def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
     sequences are written with undefined lengths (PS3.5 7.5.2); pydicom encodes only what
     changed. Anything else (a new encoding or character set, big endian, deflate) is left
     to pydicom whole.
+
+    The file comes as consecutive parts: values of :data:`_OWN_PART_BYTES` or more (Pixel
+    Data, mostly) are parts of their own, the very objects read, so writing the file copies
+    them once instead of twice or three times.
     """
     dataset.preamble = b"\0" * _PREAMBLE_LENGTH
     dataset.file_meta.TransferSyntaxUID = transfer_syntax
@@ -298,22 +309,60 @@ def write_instance(dataset: FileDataset, transfer_syntax: UID) -> bytes:
     if not _copyable_encoding(dataset, transfer_syntax, encoding):
         buffer = io.BytesIO()
         dataset.save_as(buffer, enforce_file_format=True)
-        return buffer.getvalue()
+        return (buffer.getvalue(),)
     meta = dataset.file_meta
     for meta_keyword, keyword in _META_MIRRORS:
         if keyword in dataset and meta.get(meta_keyword) != dataset[keyword].value:
             setattr(meta, meta_keyword, dataset[keyword].value)
-    fp = DicomBytesIO()
+    parts = _Parts()
+    fp = DicomIO(parts)
     fp.is_implicit_VR, fp.is_little_endian = encoding
     fp.write(dataset.preamble + _MAGIC)
     _write_file_meta(fp, dataset.file_meta)
     if _PIXEL_DATA in dataset._dict and not dataset._dict[BaseTag(_PIXEL_DATA)].is_raw:
         dataset[_PIXEL_DATA].is_undefined_length = transfer_syntax.is_compressed
     _write_dataset(fp, dataset, default_encoding)
-    return bytes(fp.getvalue())
+    return parts.done()
 
 
-def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+class _Parts:
+    """A write-only stream that gathers small writes in one buffer and keeps each large
+    ``bytes`` value as a part of its own, uncopied. It can seek only where it already is."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._small = io.BytesIO()
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        size = memoryview(data).nbytes
+        if size >= _OWN_PART_BYTES and isinstance(data, bytes):
+            self._flush()
+            self._parts.append(data)
+        else:
+            self._small.write(data)
+        self._size += size
+        return size
+
+    def tell(self) -> int:
+        return self._size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if (offset, whence) not in ((self._size, io.SEEK_SET), (0, io.SEEK_CUR), (0, io.SEEK_END)):
+            raise io.UnsupportedOperation("an encoded instance is written front to back")
+        return self._size
+
+    def done(self) -> tuple[bytes, ...]:
+        self._flush()
+        return tuple(self._parts)
+
+    def _flush(self) -> None:
+        if self._small.tell():
+            self._parts.append(self._small.getvalue())
+            self._small = io.BytesIO()
+
+
+def _write_file_meta(fp: DicomIO, meta: FileMetaDataset) -> None:
     """The File Meta Information group (PS3.10 7.1) as pydicom's ``write_file_meta_info``
     writes it with ``enforce_standard``, its elements encoded by :func:`_write_dataset`."""
     validate_file_meta(meta, enforce_standard=True)
@@ -337,7 +386,7 @@ def _copyable_encoding(dataset: Dataset, syntax: UID, encoding: tuple[bool, bool
     )
 
 
-def _write_dataset(fp: DicomBytesIO, dataset: Dataset, parent_encoding: str | list[str]) -> None:
+def _write_dataset(fp: DicomIO, dataset: Dataset, parent_encoding: str | list[str]) -> None:
     """The elements of ``dataset`` in tag order (PS3.5 7.1), without group lengths."""
     elements = dataset._dict
     encodings = dataset.get("SpecificCharacterSet", parent_encoding)
@@ -361,7 +410,7 @@ def _write_dataset(fp: DicomBytesIO, dataset: Dataset, parent_encoding: str | li
         write_data_element(fp, element, encodings)
 
 
-def _copy_raw(fp: DicomBytesIO, element: RawDataElement, implicit: bool) -> bool:
+def _copy_raw(fp: DicomIO, element: RawDataElement, implicit: bool) -> bool:
     """Copy a raw element's value as read, under a new header; False when pydicom must write
     it (undefined length, unknown VR, deferred value)."""
     value = element.value
@@ -370,7 +419,7 @@ def _copy_raw(fp: DicomBytesIO, element: RawDataElement, implicit: bool) -> bool
     return _write_element(fp, int(element.tag), element.VR, value, implicit)
 
 
-def _write_simple(fp: DicomBytesIO, element: DataElement, implicit: bool) -> bool:
+def _write_simple(fp: DicomIO, element: DataElement, implicit: bool) -> bool:
     """Write an empty element or an ASCII string value (the same bytes in every character
     set DICOM allows, PS3.5 6.1.2.5.3), padded to even length (PS3.5 6.2); False for pydicom
     to encode anything else."""
@@ -397,7 +446,7 @@ def _joined_text(value: object) -> str | None:
     return None
 
 
-def _write_element(fp: DicomBytesIO, tag: int, vr: str | None, data: bytes, implicit: bool) -> bool:
+def _write_element(fp: DicomIO, tag: int, vr: str | None, data: bytes, implicit: bool) -> bool:
     """Write tag, VR, length and value (PS3.5 7.1.2, 7.1.3); False when the VR is unknown or
     the value too long for its VR's 16-bit length."""
     group, number, length = tag >> 16, tag & 0xFFFF, len(data)
@@ -415,7 +464,7 @@ def _write_element(fp: DicomBytesIO, tag: int, vr: str | None, data: bytes, impl
     return True
 
 
-def _write_sequence(fp: DicomBytesIO, element: DataElement, encodings: str | list[str]) -> None:
+def _write_sequence(fp: DicomIO, element: DataElement, encodings: str | list[str]) -> None:
     """A sequence and its items, all of undefined length with delimiters (PS3.5 7.5.2)."""
     tag = int(element.tag)
     if fp.is_implicit_VR:

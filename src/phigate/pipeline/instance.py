@@ -176,15 +176,22 @@ class Worker:
 
 @dataclass
 class Outcome:
-    """The result of one instance: output bytes (if written), the record, pseudonyms made.
+    """The result of one instance: output file (if written), the record, pseudonyms made.
 
+    ``parts`` are the output file's bytes in consecutive pieces (see
+    :func:`phigate.dicom.io.encode_instance`): a writer writes them in turn, uncopied.
     ``pseudonyms`` maps (attribute keyword, pseudonym) to the original value. It is PHI and
     goes only to the encrypted vault, never into the record.
     """
 
     record: InstanceResult
-    data: bytes | None = None
+    parts: tuple[bytes, ...] | None = None
     pseudonyms: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> bytes | None:
+        """The output file whole, or None when nothing was written."""
+        return None if self.parts is None else b"".join(self.parts)
 
 
 def process_instance(
@@ -251,7 +258,7 @@ def _process(data: bytes, record: InstanceResult, worker: Worker, scan_pixels: b
     record.sop_instance_uid = str(ds.SOPInstanceUID)
     record.output_ref = f"{record.study_uid}/{record.series_uid}/{record.sop_instance_uid}.dcm"
     record.status = Status.WRITTEN
-    record.bytes_out = len(output)
+    record.bytes_out = sum(len(part) for part in output)
     return Outcome(record, output, header.pseudonyms)
 
 
@@ -345,9 +352,9 @@ def _flag_for_review(
         record.flag_for_review("sop_class_at_risk_of_burned_in_text_pixels_not_cleaned")
 
 
-def _write(ds: FileDataset, syntax: UID) -> bytes:
+def _write(ds: FileDataset, syntax: UID) -> tuple[bytes, ...]:
     try:
-        return dicom_io.write_instance(ds, syntax)
+        return dicom_io.encode_instance(ds, syntax)
     except Exception as exc:
         raise InstanceRejected(
             dicom_io.MALFORMED,

@@ -8,6 +8,9 @@ written, later ones are quarantined. Output paths come from replacement UIDs onl
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import multiprocessing
 import os
@@ -43,6 +46,11 @@ _IN_FLIGHT_PER_WORKER = 32
 # Files per worker round trip (fewer when the batch is small).
 _CHUNK_FILES = 8
 WORKER_CRASHED = "worker_crashed"
+# glibc malloc (mallopt(3)): blocks up to the largest mmap threshold it allows come from the
+# heap, and freed heap memory up to the trim threshold is kept for the next file.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 32 << 20
+_TRIM_THRESHOLD_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -173,9 +181,26 @@ def _results(request: RunRequest, tasks: list[_Task], staging: Path) -> Iterator
     # load) is loaded here for several workers, who then share it; a single worker loads
     # it on first need, since many batches hold no free text a name could hide in. The OCR
     # engine loads in each worker (its runtime's threads do not survive a fork).
+    _reuse_freed_memory()
     _init_worker(*args, preload_ner=request.workers > 1)
     with _CrashSafePool(request.workers, request.plan) as pool:
         yield from pool.run(tasks)
+
+
+@functools.cache
+def _reuse_freed_memory() -> None:
+    """Let the C allocator keep the memory of one file's buffers for the next file's.
+
+    By default glibc maps each block above 128 KiB afresh and unmaps it when freed, so every
+    file's input, values and output cost page faults on new zeroed pages: about a third of
+    the system time of a run. Workers inherit the setting. Elsewhere than glibc: no-op.
+    """
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None and getattr(libc, "gnu_get_libc_version", None) is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
 class _CrashSafePool:
@@ -298,11 +323,11 @@ def _run_task(task: _Task) -> _Done:
 
 
 def _stage(outcome: Outcome, staging: str) -> str | None:
-    if outcome.data is None:
+    if outcome.parts is None:
         return None
     path = os.path.join(staging, outcome.record.source_ref + ".dcm")
     with open(path, "wb") as handle:
-        handle.write(outcome.data)
+        handle.writelines(outcome.parts)
     return path
 
 
