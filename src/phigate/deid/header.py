@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID
 
 from phigate import __version__
 from phigate.deid import values
@@ -166,21 +165,24 @@ def _mark_deidentified(
 
 def _code_item(value: str, meaning: str) -> Dataset:
     """A CID 7050 code (PS3.16), coding scheme DCM."""
-    item = Dataset()
-    item[0x00080100] = DataElement(0x00080100, "SH", value)  # CodeValue
-    item[0x00080102] = DataElement(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
-    item[0x00080104] = DataElement(0x00080104, "LO", meaning)  # CodeMeaning
-    return item
+    elements = (
+        DataElement(0x00080100, "SH", value),  # CodeValue
+        DataElement(0x00080102, "SH", "DCM"),  # CodingSchemeDesignator
+        DataElement(0x00080104, "LO", meaning),  # CodeMeaning
+    )
+    return Dataset({element.tag: element for element in elements})  # no per-element checks
 
 
 def _rewrite_file_meta(ds: FileDataset) -> None:
     """A fresh file meta group: nothing the sender wrote (AE titles, private info) survives."""
-    old = ds.file_meta
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if "TransferSyntaxUID" in old:
-        meta.TransferSyntaxUID = old.TransferSyntaxUID
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    ds.file_meta = meta
+    # Tags, not keywords, as in _mark_deidentified.
+    elements = [
+        DataElement(0x00020002, "UI", ds[0x00080016].value),  # MediaStorageSOPClassUID
+        DataElement(0x00020003, "UI", ds[0x00080018].value),  # MediaStorageSOPInstanceUID
+    ]
+    syntax = ds.file_meta.get(0x00020010)
+    if syntax is not None:
+        elements.append(DataElement(0x00020010, "UI", syntax.value))  # TransferSyntaxUID
+    elements.append(DataElement(0x00020012, "UI", IMPLEMENTATION_CLASS_UID))
+    elements.append(DataElement(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME))
+    ds.file_meta = FileMetaDataset({element.tag: element for element in elements})
