@@ -434,6 +434,47 @@ def test_dates_in_an_alternative_calendar_go() -> None:
 # --- free text ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("profile", ["basic", "tcia", "hipaa-safe-harbor", "gdpr"])
+@pytest.mark.parametrize(
+    ("keyword", "planted", "gone"),
+    [
+        ("ManufacturerModelName", "SCANNER FOR DOE JOHN", ("DOE", "JOHN")),
+        ("PositionReferenceIndicator", "MRN-778899", ("778899",)),
+        ("SoftwareVersions", "V2 2023-04-10", ("2023-04-10",)),
+        ("ConvolutionKernel", "B30F DOE", ("DOE",)),
+    ],
+)
+def test_kept_short_strings_holding_the_patients_identifiers_are_cleaned(
+    profile: str, keyword: str, planted: str, gone: tuple[str, ...]
+) -> None:
+    """LO and SH attributes outside Table E.1-1 are kept as sent, unless a person typed the
+    instance's own name, ID or date into one."""
+    out = deid(instance(**{keyword: planted}), profile)
+    kept = str(out.get(keyword, ""))
+    assert not any(word in kept for word in gone)
+
+
+def test_kept_code_meaning_in_a_sequence_holding_the_patients_name_is_cleaned() -> None:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "99X", "99LOCAL"
+    code.CodeMeaning = "Follow-up of John Doe"
+    out = deid(instance(AnatomicRegionSequence=Sequence([code])))
+    meaning = str(out.AnatomicRegionSequence[0].CodeMeaning)
+    assert "Doe" not in meaning and "John" not in meaning
+    assert out.AnatomicRegionSequence[0].CodeValue == "99X"
+
+
+def test_kept_short_strings_without_identifiers_are_unchanged() -> None:
+    out = deid(instance(ManufacturerModelName="Aquilion ONE", ConvolutionKernel="FC03"))
+    assert out.ManufacturerModelName == "Aquilion ONE" and out.ConvolutionKernel == "FC03"
+
+
+def test_with_full_dates_retained_a_kept_date_in_a_short_string_stays() -> None:
+    full = extends("basic", "options: [retain_long_full_dates]\n")
+    out = deid(instance(SoftwareVersions="V2 2023-04-10"), full)
+    assert out.SoftwareVersions == "V2 2023-04-10"
+
+
 def test_descriptors_are_cleaned_and_findings_recorded() -> None:
     outcome = run(instance(SeriesDescription="CT CHEST W CONTRAST DOE"), "tcia")
     assert output(outcome).SeriesDescription == "CT CHEST W CONTRAST ***"
@@ -680,3 +721,11 @@ def test_clinical_trial_quarantines_a_patient_missing_from_the_map() -> None:
     record = run(instance(PatientID="MRN-NOT-MAPPED"), "clinical-trial", mapped=True).record
     assert (record.status, record.reason) == (Status.QUARANTINED, "subject_not_mapped")
     assert "MRN-NOT-MAPPED" not in str(record.to_dict())
+
+
+def test_code_values_and_scheme_designators_stay_codes_whatever_they_spell() -> None:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "DOE", "DOE", "Knee"
+    out = deid(instance(AnatomicRegionSequence=Sequence([code])))
+    item = out.AnatomicRegionSequence[0]
+    assert (item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning) == ("DOE", "DOE", "Knee")

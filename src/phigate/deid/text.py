@@ -198,6 +198,31 @@ def _shift_text_date(found: str, day_offset: int) -> str | None:
     return None
 
 
+def names_own_identifier(text: str, identifiers: InstanceIdentifiers, dates: bool) -> bool:
+    """Whether ``text`` holds one of the instance's own names or IDs (or, with ``dates``, its
+    dates): the check a kept short value (a code meaning, a model name) gets before it is
+    written as it came.
+
+    Stricter than descriptor cleaning, since such values are mostly codes: name parts of
+    three letters or more that are not clinical words, IDs of four characters or more with a
+    digit, whole words only (``_`` joins words: SIEMENS_RIS is one).
+    """
+    pattern = _kept_value_pattern(identifiers, dates)
+    return pattern is not None and pattern.search(text) is not None
+
+
+@lru_cache(maxsize=1024)
+def _kept_value_pattern(identifiers: InstanceIdentifiers, dates: bool) -> re.Pattern[str] | None:
+    words = clinical_words()
+    names = {t for t in _name_tokens(identifiers.names) if len(t) >= 3 and t.lower() not in words}
+    ids = {v for v in _id_variants(identifiers.ids) if len(v) >= 4 and any(c.isdigit() for c in v)}
+    values = names | ids | (_date_variants(identifiers.dates) if dates else set())
+    if not values:
+        return None
+    alternation = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.compile(rf"(?<![A-Za-z0-9_])(?:{alternation})(?![A-Za-z0-9_])", re.IGNORECASE)
+
+
 def _identifier_spans(
     text: str, identifiers: InstanceIdentifiers
 ) -> Iterable[tuple[int, int, str]]:

@@ -24,8 +24,9 @@ from pydicom.valuerep import PersonName
 from phigate.deid import values
 from phigate.deid.identifiers import InstanceIdentifiers
 from phigate.deid.keys import Keyring
-from phigate.deid.text import TextCleaner
-from phigate.policy.plan import Action, ActionPlan
+from phigate.deid.text import TextCleaner, names_own_identifier
+from phigate.policy.annex_e import Option
+from phigate.policy.plan import KEEP_STANDARD, Action, ActionPlan
 from phigate.record import PHIFinding
 
 DICOM_UID_ROOT = "1.2.840.10008."
@@ -33,6 +34,10 @@ DICOM_UID_ROOT = "1.2.840.10008."
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 # Kept elements that still need a look: sequences are walked, ages are capped.
 _KEEP_NEEDS_A_LOOK = frozenset({"SQ", "AS"})
+# Short strings kept as sent unless they hold the instance's own identifiers; code values and
+# scheme designators (PS3.3 8.1, 8.2) name registries, and are codes whatever they spell.
+_SHORT_TEXT_VRS = frozenset({"LO", "SH"})
+_CODE_KEYS = frozenset({0x00080100, 0x00080102, 0x00080103})
 
 
 @dataclass
@@ -99,13 +104,23 @@ class HeaderVisitor:
             known = self.ctx.plan.private_name(creator, tag) if creator else None
             if known is not None and known.vr and vr == "UN":
                 vr = self._declare_vr(ds, tag, element, known.vr)
-            action = rule_for(tag, vr, creator).action
+            rule = rule_for(tag, vr, creator)
+            action = rule.action
             if action is Action.KEEP and vr == "UN" and _holds_items(element):
                 # A defined-length sequence of unknown VR (a private one in an implicit-VR
                 # file): its items are opaque bytes here, and a kept sequence must be walked.
                 action = Action.REMOVE
             if action is Action.KEEP and vr in _NUMBER_STRING_VRS and not _is_number_text(element):
                 action = Action.REMOVE  # a number string holding words is free text misplaced
+            if (
+                rule is KEEP_STANDARD
+                and vr in _SHORT_TEXT_VRS
+                and tag not in _CODE_KEYS
+                and self._names_patient(ds, element)
+            ):
+                # A standard LO or SH outside the table (a code meaning, a model name) that
+                # a person typed the patient's name, ID or date into: cleaned as free text.
+                action = Action.CLEAN_TEXT
             if action is Action.KEEP and vr not in _KEEP_NEEDS_A_LOOK:
                 continue  # the hot path: most elements stay raw and untouched
             name = f"private:{known.keyword}" if known is not None and known.keyword else None
@@ -115,6 +130,24 @@ class HeaderVisitor:
             if action is not Action.KEEP:
                 self.ctx.actions[name] = action.value
         _drop_orphan_creators(ds)
+
+    def _names_patient(self, ds: Dataset, element: RawDataElement | DataElement) -> bool:
+        """Whether a short string holds the instance's own name, ID or (when dates are not
+        retained in full) date. ASCII bytes are searched as they are; anything else is first
+        decoded in the data set's character set."""
+        value = element.value
+        if isinstance(value, bytes) and not value.isascii():
+            value = ds[element.tag].value
+        if isinstance(value, bytes):
+            text = value.decode("ascii")
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, list | MultiValue):
+            text = "\\".join(str(v) for v in value)
+        else:
+            return False
+        dates = Option.RETAIN_LONG_FULL_DATES not in self.ctx.plan.options
+        return bool(text.strip()) and names_own_identifier(text, self.ctx.identifiers, dates)
 
     def _creator_of(self, ds: Dataset, tag: int, cache: dict[int, str]) -> str | None:
         element = tag & 0xFFFF

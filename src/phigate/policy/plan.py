@@ -148,7 +148,9 @@ class PrivateName:
 
 _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
 _SAFE_PRIVATE = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
-_KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
+# Standard attributes outside the table: kept, short strings checked for the instance's own
+# identifiers (phigate.deid.visitor).
+KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
 _CLEAN_FREE_TEXT = Rule(Action.CLEAN_TEXT, "free text not in Table E.1-1 (cleaned)")
 _GROUP_LENGTH = Rule(Action.REMOVE, "group length (retired; recomputed on write)")
 _URL = Rule(Action.REMOVE, "URL not in Table E.1-1 (query strings carry identifiers)")
@@ -274,7 +276,7 @@ class ActionPlan:
         if vr == "UR":
             return _URL
         if vr != "PN":
-            return _KEEP_STANDARD
+            return KEEP_STANDARD
         return Rule(self.unknown_rule.action, "person name not in Table E.1-1: default_unknown")
 
     def _date_outside_the_table(self, vr: str) -> Rule:
