@@ -243,6 +243,20 @@ def test_text_in_a_safe_private_field_is_cleaned_and_numbers_kept() -> None:
     assert back[0x0019100C].value == 1000
 
 
+@pytest.mark.parametrize("vr", ["UN", "OB"])
+def test_a_safe_private_field_sent_as_bytes_that_spell_words_is_removed(vr: str) -> None:
+    """Sent as UN or OB, a safe numeric field's value is opaque bytes: kept when they can be
+    a number (printable or not), removed when they are printable text with words in it."""
+    patient = explicit(0x00100010, "PN", b"ZQXSUR^ZQXNAME")
+    siemens = explicit(0x00190010, "LO", b"SIEMENS MR HEADER ")
+    gems = explicit(0x00430010, "LO", b"GEMS_PARM_01")
+    words = explicit(0x00431039, vr, b"ZQXNAME ZQXSUR")  # on tcia's safe list
+    number = explicit(0x0019100C, vr, b"1.5E-3")  # on tcia's safe list: a b value
+    outcome = run_with("tcia", patient + siemens + number + gems + words)
+    assert outcome.data is not None and b"ZQX" not in outcome.data
+    assert b"1.5E-3" in outcome.data
+
+
 def test_a_number_string_holding_words_is_removed_and_numbers_kept() -> None:
     """InstanceNumber (IS) and SliceThickness (DS) are kept by every profile; a sender that
     writes words there has written free text, which goes."""

@@ -26,7 +26,7 @@ from phigate.deid.identifiers import InstanceIdentifiers
 from phigate.deid.keys import Keyring
 from phigate.deid.text import TextCleaner, names_own_identifier
 from phigate.policy.annex_e import Option
-from phigate.policy.plan import KEEP_STANDARD, Action, ActionPlan
+from phigate.policy.plan import KEEP_STANDARD, SAFE_PRIVATE, Action, ActionPlan
 from phigate.record import PHIFinding
 
 DICOM_UID_ROOT = "1.2.840.10008."
@@ -38,6 +38,10 @@ _KEEP_NEEDS_A_LOOK = frozenset({"SQ", "AS"})
 # scheme designators (PS3.3 8.1, 8.2) name registries, and are codes whatever they spell.
 _SHORT_TEXT_VRS = frozenset({"LO", "SH"})
 _CODE_KEYS = frozenset({0x00080100, 0x00080102, 0x00080103})
+# VRs that say nothing of what the bytes are; printable bytes with a run of letters are text.
+_OPAQUE_VRS = frozenset({"UN", "OB"})
+_PRINTABLE = re.compile(rb"[\x20-\x7e]+")
+_TWO_LETTERS = re.compile(rb"[A-Za-z]{2}")
 
 
 @dataclass
@@ -110,6 +114,8 @@ class HeaderVisitor:
                 # A defined-length sequence of unknown VR (a private one in an implicit-VR
                 # file): its items are opaque bytes here, and a kept sequence must be walked.
                 action = Action.REMOVE
+            if rule is SAFE_PRIVATE and vr in _OPAQUE_VRS and _reads_as_words(element.value):
+                action = Action.REMOVE  # a safe numeric field sent as bytes that spell words
             if action is Action.KEEP and vr in _NUMBER_STRING_VRS and not _is_number_text(element):
                 action = Action.REMOVE  # a number string holding words is free text misplaced
             if (
@@ -303,6 +309,15 @@ def _drop_orphan_creators(ds: Dataset) -> None:
     for tag in [t for t in private if 0x10 <= t & 0xFFFF <= 0xFF]:
         if tag not in used:
             del ds[tag]
+
+
+def _reads_as_words(value: object) -> bool:
+    """Bytes that are printable ASCII holding two letters in a row: text, not a number
+    (``1.5E-3`` is a number; binary values are seldom printable throughout)."""
+    if not isinstance(value, bytes):
+        return False
+    text = value.rstrip(b"\0 ")
+    return bool(_PRINTABLE.fullmatch(text)) and _TWO_LETTERS.search(text) is not None
 
 
 def _vr_of(tag: int, element: RawDataElement | DataElement) -> str:

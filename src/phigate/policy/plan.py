@@ -147,7 +147,7 @@ class PrivateName:
 
 
 _REMOVE_PRIVATE = Rule(Action.REMOVE, "private attribute not on a keep or safe list")
-_SAFE_PRIVATE = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
+SAFE_PRIVATE = Rule(Action.KEEP, "safe private attribute (Retain Safe Private)")
 # Standard attributes outside the table: kept, short strings checked for the instance's own
 # identifiers (phigate.deid.visitor).
 KEEP_STANDARD = Rule(Action.KEEP, "standard attribute not in Table E.1-1")
@@ -297,7 +297,7 @@ class ActionPlan:
             return Rule(Action.KEEP, "private creator (removed when its block is empty)")
         if creator is not None:
             rule = private_lookup(self.private_rules, creator, tag)
-            if rule is _SAFE_PRIVATE and vr in TEXT_VRS | DATE_VRS:
+            if rule is SAFE_PRIVATE and vr in TEXT_VRS | DATE_VRS:
                 # Safe lists name numeric fields; text or a date there is a sender's misuse
                 # of the field, and is treated as what it is.
                 action = _clean_action(vr, None, self.dates, Action.KEEP)
@@ -428,7 +428,7 @@ def _private_rules(doc: dict[str, Any], options: frozenset[Option]) -> dict[Priv
     rules: dict[PrivateKey, Rule] = {}
     if Option.RETAIN_SAFE_PRIVATE in options:
         for entry in private.get("safe", []):
-            rules[_private_key(entry)] = _SAFE_PRIVATE
+            rules[_private_key(entry)] = SAFE_PRIVATE
     for entry in private.get("keep", []):
         rules[_private_key(entry)] = Rule(
             Action.KEEP, "private attribute on the profile's keep list"
