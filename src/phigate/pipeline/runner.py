@@ -192,8 +192,9 @@ def _reuse_freed_memory() -> None:
     """Let the C allocator keep the memory of one file's buffers for the next file's.
 
     By default glibc maps each block above 128 KiB afresh and unmaps it when freed, so every
-    file's input, values and output cost page faults on new zeroed pages: about a third of
-    the system time of a run. Workers inherit the setting. Elsewhere than glibc: no-op.
+    file's input, values and output cost page faults on new zeroed pages (a worker's run over
+    the header benchmark's corpus: 120k faults by default, 57k so). Workers inherit the
+    setting. Elsewhere than glibc: no-op.
     """
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
