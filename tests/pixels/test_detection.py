@@ -16,6 +16,7 @@ from phigate.pixels.cues import text_areas
 from phigate.pixels.engines import TextRegion
 from phigate.pixels.pixeldata import display_window, load_pixels, render_frame
 from phigate.pixels.refine import complete_lines
+from phigate.pixels.scan import FrameScanner, ReadingMemo, ScanReport
 from phigate.pixels.validation import generate_cases
 
 from .helpers import blanked, burn, pixels4d, same_outside
@@ -125,3 +126,55 @@ def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) 
         and inner[0] + inner[2] <= outer[0] + outer[2]
         and inner[1] + inner[3] <= outer[1] + outer[3]
     )
+
+
+def _cine_with_caption_band(frames: int) -> np.ndarray:
+    """Speckle that moves on every frame above a flat dark band where captions go."""
+    rng = np.random.default_rng(5)
+    stack = np.zeros((frames, 240, 320), dtype=np.uint8)
+    stack[:, :180] = rng.integers(20, 120, size=(frames, 180, 320), dtype=np.uint8)
+    return stack
+
+
+def _scan_all(engine: OcrEngine, stack: np.ndarray) -> ScanReport:
+    scanner = FrameScanner(
+        stack,
+        lambda i: np.repeat(stack[i][..., np.newaxis], 3, axis=2),
+        engine,
+        ReadingMemo(),
+        lambda _i: [],
+        max_side=1024,
+    )
+    scanner.scan(range(len(stack)))
+    return scanner.report
+
+
+def _frames_covering(report: ScanReport, box: tuple[int, int, int, int]) -> set[int]:
+    return {p.frame for p in report.pieces if _overlap(p.box, box)}
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def test_a_caption_that_stays_put_is_read_once_while_the_picture_moves(
+    engine: OcrEngine,
+) -> None:
+    """Three quarters of every frame change, so each later frame is looked at whole; the
+    caption under none of the change keeps its first reading and is not found again."""
+    stack = _cine_with_caption_band(4)
+    box = [burn(stack[f], "SMITH ANNA 1234567", 20, 200, 14, 220) for f in range(4)][0]
+    report = _scan_all(engine, stack)
+    assert _frames_covering(report, box) == {0, 1, 2, 3}
+    assert report.fresh_pieces == 0
+
+
+def test_a_caption_that_appears_mid_loop_is_found_where_it_appears_and_after(
+    engine: OcrEngine,
+) -> None:
+    stack = _cine_with_caption_band(4)
+    box = [burn(stack[f], "DOE JANE 7654321", 20, 200, 14, 220) for f in (2, 3)][0]
+    report = _scan_all(engine, stack)
+    assert _frames_covering(report, box) == {2, 3}
+    fresh_on_frame_2 = [p for p in report.pieces if p.frame == 2 and _overlap(p.box, box)]
+    assert report.fresh_pieces == len(fresh_on_frame_2)  # frame 3 reuses frame 2's reading

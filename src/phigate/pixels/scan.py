@@ -3,8 +3,11 @@
 * The first frame scanned (the reference) is read whole. Every later frame is compared
   with it: pixels that did not change (within a small tolerance, since cines that were
   once lossy-compressed flicker by a few grey levels) carry the same text, so only the
-  changed parts, grown to any text box they touch, go to the detector. A cine loop whose
-  annotations stay put costs one full detection plus detections over the moving area.
+  changed parts, grown to any text box they touch, go to the detector.
+* Text read on an earlier frame whose pixels are as they were then keeps that reading,
+  and is hidden from the detector: it looks for new text only, and takes no second looks
+  (:mod:`phigate.pixels.refine`) for text already read. A cine loop whose annotations stay
+  put while the picture moves costs one full detection plus one first pass per frame.
 * Frames a sampling strategy does not read still get the reference's text boxes, after a
   check that the pixels under those boxes did not change (else they are read).
 * Recognition runs only inside detected boxes, and a box whose pixels were already read
@@ -25,6 +28,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from phigate.pixels.boxes import grow
 from phigate.pixels.cues import text_areas
 from phigate.pixels.engines import OcrEngine, Reading, RgbImage, TextRegion
 from phigate.pixels.refine import complete_lines, small_text_pass, split_blobs
@@ -37,6 +41,8 @@ WHOLE_FRAME_SHARE = 0.5
 # Detections taller than this (share of the frame height, or pixels) are not text lines.
 TALLEST_LINE_SHARE = 0.25
 MIN_TALLEST_LINE = 64
+# Pixels around a text box already read that are hidden with it from the detector.
+HIDE_MARGIN = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,7 @@ class FrameScanner:
         self._max_side = max_side
         self._ref: int | None = None
         self._ref_pieces: list[TextPiece] = []
+        self._known: list[TextPiece] = []  # text read so far, on the frame it was read on
         self.report = ScanReport()
 
     def scan(self, frames: Sequence[int]) -> list[TextPiece]:
@@ -162,13 +169,26 @@ class FrameScanner:
         if self._ref is None:
             pieces = self._read(index, image, self._detect(image, (0, 0)))
             self._ref, self._ref_pieces = index, pieces
+            self._known = list(pieces)
             return pieces
-        areas = _areas_to_rescan(self._changed(index), self._ref_boxes())
-        kept = [replace(p, frame=index) for p in self._ref_pieces if not _touches(p.box, areas)]
-        regions = [r for area in areas for r in self._detect(_crop(image, area), area[:2])]
+        still = [p for p in self._known if self._unchanged(index, p)]
+        moved = [p.box for p in self._known if not self._unchanged(index, p)]
+        areas = _areas_to_rescan(self._changed(index), moved)
+        # Text whose pixels did not change since it was read keeps that reading: the
+        # detector is shown the frame without it, so it looks for new text only (and takes
+        # no second looks for text already read).
+        view = _hide(image, [p.box for p in still]) if areas and still else image
+        regions = [r for area in areas for r in self._detect(_crop(view, area), area[:2])]
         fresh = self._read(index, image, regions)
         self.report.fresh_pieces += len(fresh)
-        return kept + fresh
+        self._known.extend(fresh)
+        return [replace(p, frame=index) for p in still] + fresh
+
+    def _unchanged(self, index: int, piece: TextPiece) -> bool:
+        """The pixels under ``piece`` are as they were on the frame it was read on."""
+        now = _crop(self._decoded[index], piece.box)
+        then = _crop(self._decoded[piece.frame], piece.box)
+        return not _changed_mask(now, then, self._tolerance).any()
 
     def _changed(self, index: int) -> NDArray[np.bool_]:
         assert self._ref is not None
@@ -276,10 +296,6 @@ def _absorb(areas: list[Box], boxes: list[Box]) -> list[Box]:
     return areas
 
 
-def _touches(box: Box, areas: list[Box]) -> bool:
-    return any(_intersects(box, a) for a in areas)
-
-
 def _intersects(a: Box, b: Box) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
@@ -299,9 +315,32 @@ def _union(a: Box, b: Box) -> Box:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _crop(image: RgbImage, box: Box) -> RgbImage:
+def _crop(image: NDArray[Any], box: Box) -> NDArray[Any]:
     x, y, w, h = box
     return image[y : y + h, x : x + w]
+
+
+def _hide(image: RgbImage, boxes: list[Box]) -> RgbImage:
+    """A copy of ``image`` with each box (grown by :data:`HIDE_MARGIN`, for the glyphs'
+    soft edges) filled with the median colour of a 2-pixel ring just around it."""
+    out = image.copy()
+    rows, cols = image.shape[:2]
+    for box in boxes:
+        inner = grow(box, HIDE_MARGIN, rows, cols)
+        outer = grow(box, HIDE_MARGIN + 2, rows, cols)
+        ring = np.ones((outer[3], outer[2]), dtype=np.bool_)
+        ring[_crop_slices(inner, outer)] = False
+        around = _crop(image, outer)[ring]
+        out[_crop_slices(inner, (0, 0, cols, rows))] = (
+            np.median(around, axis=0).astype(np.uint8) if around.size else 0
+        )
+    return out
+
+
+def _crop_slices(box: Box, within: Box) -> tuple[slice, slice]:
+    """Index of ``box`` in an array holding the pixels of ``within``."""
+    x, y = box[0] - within[0], box[1] - within[1]
+    return slice(y, y + box[3]), slice(x, x + box[2])
 
 
 def _shrink(image: RgbImage, scale: float) -> RgbImage:
