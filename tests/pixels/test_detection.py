@@ -163,7 +163,8 @@ def test_a_caption_that_stays_put_is_read_once_while_the_picture_moves(
     """Three quarters of every frame change, so each later frame is looked at whole; the
     caption under none of the change keeps its first reading and is not found again."""
     stack = _cine_with_caption_band(4)
-    box = [burn(stack[f], "SMITH ANNA 1234567", 20, 200, 14, 220) for f in range(4)][0]
+    boxes = [burn(stack[f], "SMITH ANNA 1234567", 20, 200, 14, 220) for f in range(4)]
+    box = boxes[0]
     report = _scan_all(engine, stack)
     assert _frames_covering(report, box) == {0, 1, 2, 3}
     assert report.fresh_pieces == 0
@@ -173,8 +174,35 @@ def test_a_caption_that_appears_mid_loop_is_found_where_it_appears_and_after(
     engine: OcrEngine,
 ) -> None:
     stack = _cine_with_caption_band(4)
-    box = [burn(stack[f], "DOE JANE 7654321", 20, 200, 14, 220) for f in (2, 3)][0]
+    boxes = [burn(stack[f], "DOE JANE 7654321", 20, 200, 14, 220) for f in (2, 3)]
+    box = boxes[0]
     report = _scan_all(engine, stack)
     assert _frames_covering(report, box) == {2, 3}
     fresh_on_frame_2 = [p for p in report.pieces if p.frame == 2 and _overlap(p.box, box)]
     assert report.fresh_pieces == len(fresh_on_frame_2)  # frame 3 reuses frame 2's reading
+
+
+def _faint_date_case() -> tuple[Dataset, tuple[int, int, int, int]]:
+    """A generated CT whose 10 px date at 35 % contrast the first pass does not call a line."""
+    case = list(generate_cases(["CT"], per_modality=8, seed=1))[7]
+    [date] = [lb for lb in case.labels if lb.entity == "date"]
+    assert (date.size, date.contrast) == (10, 0.35)
+    return case.dataset, date.box
+
+
+def test_a_faint_small_line_the_first_pass_drops_leaves_a_trace(engine: OcrEngine) -> None:
+    ds, box = _faint_date_case()
+    image = load_pixels(ds)
+    frame = render_frame(ds, image, 0, display_window(image))
+    lines, traces = engine.detect_with_hints(frame)
+    assert lines and traces is not None
+    assert not any(_overlap(line.box, box) for line in lines)
+    assert any(_overlap(trace, box) for trace in traces)
+    assert not any(_inside(trace, line.box) for trace in traces for line in lines)
+
+
+def test_a_faint_small_date_is_found_by_a_second_look_at_its_trace(engine: OcrEngine) -> None:
+    ds, box = _faint_date_case()
+    before = pixels4d(ds)
+    clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^KAREN"}, engine=engine)
+    assert blanked(before, pixels4d(ds), box)

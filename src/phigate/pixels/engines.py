@@ -57,6 +57,12 @@ class OcrEngine(Protocol):
         """Text-line regions of an RGB frame (or a crop of one)."""
         ...
 
+    def detect_with_hints(self, image: RgbImage) -> tuple[list[TextRegion], list[Box] | None]:
+        """:meth:`detect`, plus boxes where the detector saw signs of text too faint or
+        small to call a line (worth a second look at a larger size). ``None`` when the
+        engine gives no such signs: then the caller must look everywhere it would."""
+        ...
+
     def recognize(self, image: RgbImage, boxes: Sequence[Box]) -> list[Reading]:
         """Read the text inside each box of ``image``, in the same order."""
         ...
@@ -102,7 +108,9 @@ class RapidOcrEngine:
             **self.DETECTOR,
         }
         ocr = RapidOCR(params=params)
-        self._detector: Callable[[RgbImage], Any] = ocr._load_det_model()  # type: ignore[no-untyped-call]
+        # rapidocr's TextDetector (untyped): its pre-processing, network and post-processing
+        # are called one by one, so the network's text map is seen too.
+        self._detector: Any = ocr._load_det_model()  # type: ignore[no-untyped-call]
         self._recognizer: Callable[[Any], Any] = ocr._load_rec_model()  # type: ignore[no-untyped-call]
         self._rec_input = TextRecInput
         self._lock = threading.Lock()
@@ -110,16 +118,29 @@ class RapidOcrEngine:
 
     def detect(self, image: RgbImage) -> list[TextRegion]:
         """Run the text detector; boxes are the bounding rectangles of its quadrilaterals."""
+        return self.detect_with_hints(image)[0]
+
+    def detect_with_hints(self, image: RgbImage) -> tuple[list[TextRegion], list[Box] | None]:
+        """The detector's lines, and the places where its text map reached
+        :data:`FAINT_TEXT_LEVEL` outside them.
+
+        The map scores each pixel as text; a line is where it passes ``Det.thresh`` over an
+        area big enough. Small or faint lines (8-10 px, low contrast) often leave only a
+        weak or thin trace, dropped as a line but telling where to look again.
+        """
+        bgr = _to_bgr(_pad_small(image))
         with self._lock:
-            out = self._detector(_to_bgr(_pad_small(image)))
-        if out.boxes is None:
-            return []
+            tensor = self._detector.get_preprocess()(bgr)
+            if tensor is None:
+                return [], []
+            text_map = self._detector.session(tensor)
+            quads, scores = self._detector.postprocess_op(text_map, bgr.shape[:2])
         regions = []
-        for quad, score in zip(out.boxes, out.scores, strict=True):
+        for quad, score in zip(self._detector.sorted_boxes(np.asarray(quads)), scores, strict=True):
             box = _quad_to_box(np.asarray(quad), image.shape[1], image.shape[0])
             if box[2] > 0 and box[3] > 0:
                 regions.append(TextRegion(box=box, score=float(score)))
-        return regions
+        return regions, _faint_traces(text_map[0, 0], bgr.shape, image.shape, regions)
 
     def recognize(self, image: RgbImage, boxes: Sequence[Box]) -> list[Reading]:
         """Read each box; the recogniser batches crops of similar width."""
@@ -189,6 +210,10 @@ class TesseractEngine:
             TextRegion(box=(b[0], b[1], b[2] - b[0], b[3] - b[1]), score=max(confs[k]))
             for k, b in lines.items()
         ]
+
+    def detect_with_hints(self, image: RgbImage) -> tuple[list[TextRegion], list[Box] | None]:
+        """:meth:`detect`; tesseract gives no signs of text it did not read."""
+        return self.detect(image), None
 
     def recognize(self, image: RgbImage, boxes: Sequence[Box]) -> list[Reading]:
         """Each box read as one line of text (``--psm 7``), from a crop prepared the way
@@ -274,6 +299,44 @@ def _rapidocr_models() -> tuple[Path, Path]:
             "pip install --force-reinstall 'rapidocr>=3.4,<4'"
         )
     return det[-1], rec[-1]
+
+
+# The detector's text-map score above which a pixel outside its lines is a trace of text.
+FAINT_TEXT_LEVEL = 0.1
+
+
+def _faint_traces(
+    text_map: NDArray[np.float32],
+    padded: tuple[int, ...],
+    shape: tuple[int, ...],
+    lines: Sequence[TextRegion],
+) -> list[Box]:
+    """Boxes (in ``shape``'s image) of the map's connected traces at or above
+    :data:`FAINT_TEXT_LEVEL` that no line holds. ``padded`` is the shape the detector saw
+    (the image, padded when small); the map is at the detector's working size."""
+    traces = (text_map >= FAINT_TEXT_LEVEL).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(traces, connectivity=8)
+    sy, sx = padded[0] / text_map.shape[0], padded[1] / text_map.shape[1]
+    found = []
+    for x, y, w, h, _area in stats[1:]:
+        x0, y0 = int(x * sx), int(y * sy)
+        x1, y1 = (
+            min(shape[1], int(np.ceil((x + w) * sx))),
+            min(shape[0], int(np.ceil((y + h) * sy))),
+        )
+        box = (x0, y0, x1 - x0, y1 - y0)
+        if box[2] > 0 and box[3] > 0 and not any(_within(box, r.box, 2) for r in lines):
+            found.append(box)
+    return found
+
+
+def _within(inner: Box, outer: Box, slack: int) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[0] + inner[2] <= outer[0] + outer[2] + slack
+        and inner[1] + inner[3] <= outer[1] + outer[3] + slack
+    )
 
 
 _MIN_DETECT_SIDE = 64

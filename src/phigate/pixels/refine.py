@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from phigate.pixels.boxes import clip, touch, union
+from phigate.pixels.boxes import clip, merge_touching, touch, union
 from phigate.pixels.cues import stroke_clusters
 from phigate.pixels.engines import OcrEngine, RgbImage, TextRegion
 from phigate.pixels.rules import Box
@@ -39,9 +39,13 @@ MAX_BAND_STEPS = 3
 MAX_BLOB_LOOKS = 4
 MAX_CLUSTER_HEIGHT = 64
 LINE_ASPECT = 1.5  # a cluster at least this many times as wide as tall: two glyphs or more
-# The pass at twice the size runs on grainy regions up to this many pixels a side. Grain:
+# The pass at twice the size looks this far left and right of a faint trace, and this far
+# above and below it (pixels; more for a taller trace), or, when the engine gives no traces,
+# it runs on grainy regions up to this many pixels a side. Grain:
 # blocks of GRAIN_BLOCK pixels whose mean difference from the 3x3 neighbourhood mean is at
 # least GRAIN_LEVEL grey levels, in groups of MIN_GRAINY_BLOCKS blocks or more.
+TRACE_REACH = 48
+TRACE_MARGIN = 12
 SMALL_TEXT_MAX_SIDE = 1024
 GRAIN_BLOCK = 16
 GRAIN_LEVEL = 6.0
@@ -91,18 +95,24 @@ def _runs_into_edge(line: Box, band: Box, columns: int) -> bool:
 
 
 def small_text_pass(
-    engine: OcrEngine, image: RgbImage, area: Box, known: Sequence[TextRegion]
+    engine: OcrEngine,
+    image: RgbImage,
+    area: Box,
+    known: Sequence[TextRegion],
+    traces: Sequence[Box] | None,
 ) -> list[TextRegion]:
     """Small lines the first pass missed in ``area``, from a pass at twice the size.
 
-    8-10 px text at faint contrast over a grainy background (speckle, noise) is below
-    what the detector sees at 1:1 and plain at 2:1; on a flat background the first pass
-    already sees it. The pass costs about four first passes, so it runs only where text
-    was already found (a frame with text tends to carry more), only over the grainy parts
-    of the area (:func:`grainy_regions`), each at most :data:`SMALL_TEXT_MAX_SIDE` a side.
+    8-10 px text at faint contrast is below what the detector sees at 1:1 and plain at
+    2:1. The pass runs only where text was already found (a frame with text tends to carry
+    more), and only where such text may be: around the first pass's faint ``traces`` that
+    no known line holds (:func:`around_traces`), or, from an engine that gives no traces
+    (``None``), over the grainy parts of the area (:func:`grainy_regions`), each look at
+    most :data:`SMALL_TEXT_MAX_SIDE` a side.
     """
+    looks = grainy_regions(image, area) if traces is None else around_traces(image, area, traces)
     found: list[TextRegion] = []
-    for rx, ry, rw, rh in grainy_regions(image, area):
+    for rx, ry, rw, rh in looks:
         if max(rw, rh) > SMALL_TEXT_MAX_SIDE:
             continue
         crop = image[ry : ry + rh, rx : rx + rw]
@@ -116,6 +126,22 @@ def small_text_pass(
         for r in found
         if 0 < r.box[3] <= SMALL_LINE and not any(_covered(r.box, k.box) for k in known)
     ]
+
+
+def around_traces(image: RgbImage, area: Box, traces: Sequence[Box]) -> list[Box]:
+    """Rectangles of ``area`` around each trace in it, wide and tall enough for the small
+    line it may be part of (:data:`TRACE_REACH`, :data:`TRACE_MARGIN`), touching ones
+    joined."""
+    rows, cols = image.shape[:2]
+    looks = []
+    for x, y, w, h in traces:
+        reach, margin = max(TRACE_REACH, 4 * h), max(TRACE_MARGIN, h)
+        look = _intersection(
+            clip((x - reach, y - margin, w + 2 * reach, h + 2 * margin), rows, cols), area
+        )
+        if look is not None:
+            looks.append(look)
+    return merge_touching(looks)
 
 
 def grainy_regions(image: RgbImage, area: Box) -> list[Box]:
@@ -231,6 +257,12 @@ def _back(box: Box, scale: float, ox: int, oy: int, shape: tuple[int, ...]) -> B
     x1 = min(shape[1], ox + int(np.ceil((bx + bw) / scale)))
     y1 = min(shape[0], oy + int(np.ceil((by + bh) / scale)))
     return (x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+
+def _intersection(a: Box, b: Box) -> Box | None:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
 def _covered(box: Box, by: Box) -> bool:

@@ -217,12 +217,18 @@ class FrameScanner:
         areas = text_areas(image)
         if areas is None:
             areas = [(0, 0, image.shape[1], image.shape[0])]
-        first = [r for area in areas for r in self._first_pass(image, area)]
+        passes = [self._first_pass(image, area) for area in areas]
+        first = [r for regions, _ in passes for r in regions]
+        traces = (
+            None if any(t is None for _, t in passes) else [b for _, t in passes for b in t or ()]
+        )
         tallest = max(MIN_TALLEST_LINE, TALLEST_LINE_SHARE * self._decoded.shape[1])
         lines = [r for r in first if r.box[3] <= tallest]
         blobs = [r for r in first if r.box[3] > tallest]
         if lines:  # text here: small faint lines may be near (refine.small_text_pass)
-            lines += [r for a in areas for r in small_text_pass(self._engine, image, a, lines)]
+            lines += [
+                r for a in areas for r in small_text_pass(self._engine, image, a, lines, traces)
+            ]
         lines += [r for r in split_blobs(self._engine, image, blobs) if r.box[3] <= tallest]
         regions = complete_lines(self._engine, image, lines)
         self.report.detect_seconds += time.perf_counter() - start
@@ -230,16 +236,18 @@ class FrameScanner:
         ox, oy = offset
         return [replace(r, box=_grow(r.box, ox, oy, image.shape)) for r in regions]
 
-    def _first_pass(self, image: RgbImage, area: Box) -> list[TextRegion]:
-        """The detector over one area of ``image`` (shrunk to the rules' largest side)."""
+    def _first_pass(self, image: RgbImage, area: Box) -> tuple[list[TextRegion], list[Box] | None]:
+        """The detector over one area of ``image`` (shrunk to the rules' largest side): its
+        lines and faint traces (:meth:`OcrEngine.detect_with_hints`), in frame coordinates."""
         x, y, w, h = area
         crop = image[y : y + h, x : x + w]
         scale = min(1.0, self._max_side / max(crop.shape[:2]))
         small = crop if scale == 1.0 else _shrink(crop, scale)
-        return [
-            replace(r, box=_offset(_unscale(r.box, scale), x, y))
-            for r in self._engine.detect(np.ascontiguousarray(small))
-        ]
+        regions, traces = self._engine.detect_with_hints(np.ascontiguousarray(small))
+        lines = [replace(r, box=_offset(_unscale(r.box, scale), x, y)) for r in regions]
+        if traces is None:
+            return lines, None
+        return lines, [_offset(_unscale(t, scale), x, y) for t in traces]
 
     def _read(self, index: int, image: RgbImage, regions: list[TextRegion]) -> list[TextPiece]:
         keys = [_digest(_crop(image, r.box)) for r in regions]
