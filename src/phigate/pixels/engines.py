@@ -94,7 +94,7 @@ class RapidOcrEngine:
             from rapidocr.ch_ppocr_rec import TextRecInput
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise OcrEngineUnavailable(
-                "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.4,<4' onnxruntime"
+                "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.9.2,<4' onnxruntime"
             ) from exc
         params: dict[str, Any] = {
             "Global.log_level": "critical",
@@ -288,7 +288,7 @@ def _rapidocr_models() -> tuple[Path, Path]:
         dist = metadata.distribution("rapidocr")
     except metadata.PackageNotFoundError as exc:
         raise OcrEngineUnavailable(
-            "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.4,<4' onnxruntime"
+            "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.9.2,<4' onnxruntime"
         ) from exc
     models = Path(str(dist.locate_file("rapidocr/models")))
     det = sorted(models.glob("*det*.onnx"))
@@ -296,7 +296,7 @@ def _rapidocr_models() -> tuple[Path, Path]:
     if not det or not rec:
         raise OcrEngineUnavailable(
             "rapidocr's bundled OCR models are missing; reinstall it: "
-            "pip install --force-reinstall 'rapidocr>=3.4,<4'"
+            "pip install --force-reinstall 'rapidocr>=3.9.2,<4'"
         )
     return det[-1], rec[-1]
 
