@@ -28,6 +28,9 @@ RgbImage = NDArray[np.uint8]
 """An ``(rows, columns, 3)`` 8-bit RGB rendering of one frame, as OCR sees it."""
 
 THREADS_ENV = "PHIGATE_OCR_THREADS"
+_RAPIDOCR_MISSING = (
+    "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.9.2,<4' onnxruntime"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +96,7 @@ class RapidOcrEngine:
             from rapidocr import RapidOCR
             from rapidocr.ch_ppocr_rec import TextRecInput
         except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise OcrEngineUnavailable(
-                "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.9.2,<4' onnxruntime"
-            ) from exc
+            raise OcrEngineUnavailable(_RAPIDOCR_MISSING) from exc
         params: dict[str, Any] = {
             "Global.log_level": "critical",
             "Global.use_cls": False,
@@ -287,9 +288,7 @@ def _rapidocr_models() -> tuple[Path, Path]:
     try:
         dist = metadata.distribution("rapidocr")
     except metadata.PackageNotFoundError as exc:
-        raise OcrEngineUnavailable(
-            "OCR engine 'rapidocr' is not installed: pip install 'rapidocr>=3.9.2,<4' onnxruntime"
-        ) from exc
+        raise OcrEngineUnavailable(_RAPIDOCR_MISSING) from exc
     models = Path(str(dist.locate_file("rapidocr/models")))
     det = sorted(models.glob("*det*.onnx"))
     rec = sorted(models.glob("*rec*.onnx"))
