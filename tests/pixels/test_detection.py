@@ -16,7 +16,7 @@ from phigate.pixels.cues import text_areas
 from phigate.pixels.engines import TextRegion
 from phigate.pixels.pixeldata import display_window, load_pixels, render_frame
 from phigate.pixels.refine import complete_lines
-from phigate.pixels.scan import FrameScanner, ReadingMemo, ScanReport
+from phigate.pixels.scan import FrameScanner, ReadingMemo, ScanReport, _areas_to_rescan
 from phigate.pixels.validation import generate_cases
 
 from .helpers import blanked, burn, pixels4d, same_outside
@@ -206,3 +206,13 @@ def test_a_faint_small_date_is_found_by_a_second_look_at_its_trace(engine: OcrEn
     before = pixels4d(ds)
     clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^KAREN"}, engine=engine)
     assert blanked(before, pixels4d(ds), box)
+
+
+def test_a_change_over_most_of_a_frame_is_looked_at_in_one_piece_not_the_whole_frame() -> None:
+    changed = np.zeros((600, 800), dtype=bool)
+    changed[40:480, 60:700] = True  # the moving picture
+    changed[540:560, 100:300] = True  # a trace below it
+    [area] = _areas_to_rescan(changed, [])
+    x, y, w, h = area
+    assert changed[y : y + h, x : x + w].sum() == changed.sum()  # every change inside
+    assert (w, h) != (800, 600) and w * h < 0.9 * 800 * 600  # the still border left out

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -36,7 +37,8 @@ from phigate.pixels.rules import Box
 
 # How far around changed pixels the detector looks, so a changed glyph is seen with its word.
 CHANGE_MARGIN = 16
-# Above this share of the frame, reading the changed part costs as much as the whole frame.
+# Above this share of the frame, one look over all the changed parts together costs less
+# than a look at each.
 WHOLE_FRAME_SHARE = 0.5
 # Detections taller than this (share of the frame height, or pixels) are not text lines.
 TALLEST_LINE_SHARE = 0.25
@@ -287,7 +289,7 @@ def _areas_to_rescan(changed: NDArray[np.bool_], ref_boxes: list[Box]) -> list[B
     areas: list[Box] = [tuple(int(v) for v in stats[i, :4]) for i in range(1, count)]  # type: ignore[misc]
     areas = _absorb(areas, ref_boxes)
     if sum(w * h for _, _, w, h in areas) > WHOLE_FRAME_SHARE * rows * cols:
-        return [(0, 0, cols, rows)]
+        return [functools.reduce(_union, areas)]
     return areas
 
 
