@@ -19,6 +19,23 @@ def touch(a: Box, b: Box) -> bool:
     )
 
 
+def intersection(a: Box, b: Box) -> Box | None:
+    """The part the boxes share, or None when they share no pixel."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+def contains(outer: Box, inner: Box) -> bool:
+    """Every pixel of ``inner`` is in ``outer``."""
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2]
+        and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
+
+
 def clip(box: Box, rows: int, columns: int) -> Box:
     """The part of ``box`` inside an image of that size."""
     x, y, w, h = box

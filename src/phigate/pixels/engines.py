@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from phigate.pixels.boxes import contains
 from phigate.pixels.errors import OcrEngineUnavailable, UnknownOcrEngine
 from phigate.pixels.rules import Box
 
@@ -324,18 +325,13 @@ def _faint_traces(
             min(shape[0], int(np.ceil((y + h) * sy))),
         )
         box = (x0, y0, x1 - x0, y1 - y0)
-        if box[2] > 0 and box[3] > 0 and not any(_within(box, r.box, 2) for r in lines):
+        if box[2] > 0 and box[3] > 0 and not any(contains(_pad(r.box, 2), box) for r in lines):
             found.append(box)
     return found
 
 
-def _within(inner: Box, outer: Box, slack: int) -> bool:
-    return (
-        inner[0] >= outer[0] - slack
-        and inner[1] >= outer[1] - slack
-        and inner[0] + inner[2] <= outer[0] + outer[2] + slack
-        and inner[1] + inner[3] <= outer[1] + outer[3] + slack
-    )
+def _pad(box: Box, margin: int) -> Box:
+    return (box[0] - margin, box[1] - margin, box[2] + 2 * margin, box[3] + 2 * margin)
 
 
 _MIN_DETECT_SIDE = 64

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from phigate.pixels.boxes import clip, merge_touching, touch, union
+from phigate.pixels.boxes import clip, intersection, merge_touching, touch, union
 from phigate.pixels.cues import stroke_clusters
 from phigate.pixels.engines import OcrEngine, RgbImage, TextRegion
 from phigate.pixels.rules import Box
@@ -136,7 +136,7 @@ def around_traces(image: RgbImage, area: Box, traces: Sequence[Box]) -> list[Box
     looks = []
     for x, y, w, h in traces:
         reach, margin = max(TRACE_REACH, 4 * h), max(TRACE_MARGIN, h)
-        look = _intersection(
+        look = intersection(
             clip((x - reach, y - margin, w + 2 * reach, h + 2 * margin), rows, cols), area
         )
         if look is not None:
@@ -257,12 +257,6 @@ def _back(box: Box, scale: float, ox: int, oy: int, shape: tuple[int, ...]) -> B
     x1 = min(shape[1], ox + int(np.ceil((bx + bw) / scale)))
     y1 = min(shape[0], oy + int(np.ceil((by + bh) / scale)))
     return (x0, y0, max(0, x1 - x0), max(0, y1 - y0))
-
-
-def _intersection(a: Box, b: Box) -> Box | None:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
 def _covered(box: Box, by: Box) -> bool:

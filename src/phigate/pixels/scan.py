@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from phigate.pixels.boxes import grow
+from phigate.pixels.boxes import contains, grow, intersection, union
 from phigate.pixels.cues import text_areas
 from phigate.pixels.engines import OcrEngine, Reading, RgbImage, TextRegion
 from phigate.pixels.refine import complete_lines, small_text_pass, split_blobs
@@ -130,7 +130,8 @@ class FrameScanner:
         self._max_side = max_side
         self._ref: int | None = None
         self._ref_pieces: list[TextPiece] = []
-        self._known: list[TextPiece] = []  # text read so far, on the frame it was read on
+        # Text on the last frame scanned, each piece on the frame it was read on.
+        self._known: list[TextPiece] = []
         self.report = ScanReport()
 
     def scan(self, frames: Sequence[int]) -> list[TextPiece]:
@@ -173,9 +174,11 @@ class FrameScanner:
             self._ref, self._ref_pieces = index, pieces
             self._known = list(pieces)
             return pieces
-        still = [p for p in self._known if self._unchanged(index, p)]
-        moved = [p.box for p in self._known if not self._unchanged(index, p)]
-        areas = _areas_to_rescan(self._changed(index), moved)
+        still: list[TextPiece] = []
+        moved: list[TextPiece] = []
+        for piece in self._known:
+            (still if self._unchanged(index, piece) else moved).append(piece)
+        areas = _areas_to_rescan(self._changed(index), [p.box for p in moved])
         # Text whose pixels did not change since it was read keeps that reading: the
         # detector is shown the frame without it, so it looks for new text only (and takes
         # no second looks for text already read).
@@ -183,7 +186,7 @@ class FrameScanner:
         regions = [r for area in areas for r in self._detect(_crop(view, area), area[:2])]
         fresh = self._read(index, image, regions)
         self.report.fresh_pieces += len(fresh)
-        self._known.extend(fresh)
+        self._known = still + fresh  # what moved was read again, or is gone
         return [replace(p, frame=index) for p in still] + fresh
 
     def _unchanged(self, index: int, piece: TextPiece) -> bool:
@@ -289,7 +292,7 @@ def _areas_to_rescan(changed: NDArray[np.bool_], ref_boxes: list[Box]) -> list[B
     areas: list[Box] = [tuple(int(v) for v in stats[i, :4]) for i in range(1, count)]  # type: ignore[misc]
     areas = _absorb(areas, ref_boxes)
     if sum(w * h for _, _, w, h in areas) > WHOLE_FRAME_SHARE * rows * cols:
-        return [functools.reduce(_union, areas)]
+        return [functools.reduce(union, areas)]
     return areas
 
 
@@ -300,29 +303,10 @@ def _absorb(areas: list[Box], boxes: list[Box]) -> list[Box]:
         stable = True
         for i, area in enumerate(areas):
             for box in boxes:
-                if _intersects(area, box) and not _contains(area, box):
-                    areas[i] = area = _union(area, box)
+                if intersection(area, box) is not None and not contains(area, box):
+                    areas[i] = area = union(area, box)
                     stable = False
     return areas
-
-
-def _intersects(a: Box, b: Box) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
-
-
-def _contains(outer: Box, inner: Box) -> bool:
-    return (
-        outer[0] <= inner[0]
-        and outer[1] <= inner[1]
-        and inner[0] + inner[2] <= outer[0] + outer[2]
-        and inner[1] + inner[3] <= outer[1] + outer[3]
-    )
-
-
-def _union(a: Box, b: Box) -> Box:
-    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def _crop(image: NDArray[Any], box: Box) -> NDArray[Any]:
