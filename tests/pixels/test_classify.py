@@ -158,3 +158,18 @@ def test_phi_shaped_like_annotation_is_not_kept(
 )
 def test_annotation_near_those_cues_is_still_kept(classifier: TextClassifier, text: str) -> None:
     assert classifier.classify(text).kind == "non_phi"
+
+
+CLIPPED = {"PatientName": "KOWALSKI^ANNA", "ReferringPhysicianName": "HEADLEY^TOM"}
+
+
+@pytest.mark.parametrize("text", ["KOW", "KOW...", "KOWA", "Kow An", "HEA", "KOW 3"])
+def test_an_own_name_clipped_to_a_few_letters_is_a_name(text: str) -> None:
+    """Devices cut names to fit a field; "KOW" is one slip from harmless "LOW"."""
+    verdict = TextClassifier(PixelRules(), CLIPPED).classify(text)
+    assert verdict.kind == "name", verdict.basis
+
+
+@pytest.mark.parametrize("text", ["HEAD", "LOW", "KO", "AX 3"])
+def test_harmless_words_that_start_an_own_name_stay_harmless(text: str) -> None:
+    assert TextClassifier(PixelRules(), CLIPPED).classify(text).kind == "non_phi"

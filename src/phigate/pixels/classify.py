@@ -122,7 +122,7 @@ class TextClassifier:
         like "TR 500"), checked before the keep-list and the harmless-word shortcuts."""
         upper = [t.strip(".-':#").upper() for t in _TOKEN.findall(norm)]
         upper = [t for t in upper if t]
-        found = _labelled_value(upper) or self._named(upper)
+        found = _labelled_value(upper) or self._named(upper) or self._clipped_own_name(upper)
         if found is not None:
             return found
         if _SEX_AND_OLD_AGE.search(norm) or _LOCAL_PHONE.search(norm):
@@ -146,6 +146,15 @@ class TextClassifier:
             plain = token not in self._harmless and token not in _LABEL_KINDS
             if listed and plain and len(token) >= 3 and token.isalpha():
                 return Verdict("name", 0.7, basis="name_list")
+        return None
+
+    def _clipped_own_name(self, upper: list[str]) -> Verdict | None:
+        """A word that is not harmless vocabulary but the start of an own name ("KOW")."""
+        for token in upper:
+            if token.isalpha() and not self.is_harmless(token) and token not in _LABEL_KINDS:
+                found = self._identifiers.clipped_name(token)
+                if found is not None:
+                    return Verdict(found.kind, found.confidence, found.keyword, "clipped_name")
         return None
 
     def _recognise(self, norm: str) -> Verdict:

@@ -21,6 +21,9 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 _MONTH_NAMES = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST",
                 "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER")  # fmt: skip
 
+MIN_CLIPPED_NAME = 3  # letters: fewer start too many words to mean a name
+CLIPPED_NAME_CONFIDENCE = 0.75
+
 # Header keywords the caller may name identifiers by, and the finding kind each one gives.
 KEYWORD_KINDS: dict[str, str] = {
     "PatientName": "name", "OtherPatientNames": "name", "PatientBirthName": "name",
@@ -82,6 +85,22 @@ class IdentifierMatcher:
             confidence = _needle_score(needle, piece, tokens, letters)
             if confidence:
                 return IdentifierMatch(needle.kind, needle.keyword, confidence)
+        return None
+
+
+    def clipped_name(self, token: str) -> IdentifierMatch | None:
+        """The own name that ``token`` (three letters or more) is the cut-off start of.
+
+        Devices clip names to fit a field ("KOW" for KOWALSKI); pieces of five letters or
+        more are caught by :meth:`match`. The caller rules out harmless words first.
+        """
+        start = fold(token)
+        if len(start) < MIN_CLIPPED_NAME:
+            return None
+        for needle in self.needles:
+            longer = len(needle.skeleton) > len(start)
+            if needle.kind == "name" and longer and needle.skeleton.startswith(start):
+                return IdentifierMatch("name", needle.keyword, CLIPPED_NAME_CONFIDENCE)
         return None
 
 
