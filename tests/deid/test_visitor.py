@@ -329,6 +329,15 @@ def test_same_patient_same_offset_in_every_instance() -> None:
     assert a.StudyDate == b.StudyDate != "20230410"
 
 
+def test_an_issuer_given_in_only_some_instances_does_not_split_the_offset() -> None:
+    """Senders fill IssuerOfPatientID inconsistently; the patient is the PatientID, as for
+    its pseudonym, so the two instances share one offset."""
+    a = deid(instance(SOP_A, StudyDate="20230410"), "tcia")
+    b = deid(instance(SOP_B, StudyDate="20230410", IssuerOfPatientID="HOSP-A"), "tcia")
+    assert a.PatientID == b.PatientID
+    assert a.StudyDate == b.StudyDate != "20230410"
+
+
 def test_different_patients_get_different_offsets() -> None:
     patients = [f"MRN-{n:06d}" for n in range(8)]
     shifted = {deid(instance(PatientID=p), "tcia").StudyDate for p in patients}

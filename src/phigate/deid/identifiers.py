@@ -32,7 +32,7 @@ _TAGS = {
     keyword: int(tag_for_keyword(keyword) or 0)
     for keyword in (
         *_ID_KEYWORDS, *_DATE_KEYWORDS, *_PLACE_KEYWORDS,
-        "IssuerOfPatientID", "StudyInstanceUID", "SeriesDate", "ContentDate",
+        "StudyInstanceUID",
     )
 }  # fmt: skip
 
@@ -56,11 +56,12 @@ class InstanceIdentifiers:
 def collect_identifiers(ds: Dataset) -> InstanceIdentifiers:
     """Read the identifiers of ``ds`` (top level: where a PS3.3 module puts them)."""
     patient_id = _text(ds, "PatientID")
-    issuer = _text(ds, "IssuerOfPatientID")
     names = _person_names(ds)
     fallback = names[0] if names else _text(ds, "StudyInstanceUID")
     return InstanceIdentifiers(
-        patient_key=f"{patient_id}|{issuer}" if patient_id else f"name|{fallback}",
+        # PatientID alone, as for its pseudonym: senders fill IssuerOfPatientID only sometimes,
+        # and one patient must keep one date offset.
+        patient_key=f"id|{patient_id}" if patient_id else f"name|{fallback}",
         names=names,
         ids=_values(ds, _ID_KEYWORDS),
         dates=_values(ds, _DATE_KEYWORDS),
