@@ -87,7 +87,6 @@ class IdentifierMatcher:
                 return IdentifierMatch(needle.kind, needle.keyword, confidence)
         return None
 
-
     def clipped_name(self, token: str) -> IdentifierMatch | None:
         """The own name that ``token`` (three letters or more) is the cut-off start of.
 
