@@ -7,6 +7,7 @@ message quotes an element value or an input file name.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -685,3 +686,8 @@ def main() -> None:
     except Exception as exc:
         _error_line(f"internal error ({type(exc).__name__}); please report it")
         sys.exit(1)
+    finally:
+        # The work is done and every file closed; spare the interpreter's last collection
+        # over SQLAlchemy's and pydicom's object graphs (about 0.2 s of every command).
+        # Exit handlers and finalisers still run.
+        gc.freeze()
