@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import spacy
 
 from phigate.deid.ner import (
+    DEFAULT_MODEL,
     NameFinder,
     NameSpan,
     NerUnavailable,
+    SpacyNameFinder,
     clinical_words,
     load_name_finder,
     model_text,
@@ -17,6 +20,9 @@ from phigate.deid.ner import (
 @pytest.fixture(scope="module")
 def finder() -> NameFinder:
     return load_name_finder()  # fails, not skips, when the model package is missing
+
+
+_PIPES = ["tagger", "parser", "senter", "attribute_ruler", "lemmatizer"]
 
 
 def names(finder: NameFinder, text: str) -> list[str]:
@@ -102,3 +108,15 @@ def test_finder_is_loaded_once() -> None:
 def test_missing_model_raises_actionable_error() -> None:
     with pytest.raises(NerUnavailable, match=r"pip install no-such-model-xyz"):
         load_name_finder("no_such_model_xyz")
+
+
+def test_the_default_tokenizer_used_is_the_one_the_model_saved(finder: NameFinder) -> None:
+    """The finder skips reading the model's tokenizer from disk (it is slow); that is only
+    right while spaCy's English default splits text exactly as the saved one does."""
+    assert isinstance(finder, SpacyNameFinder)
+    used = finder._nlp.tokenizer
+    saved = spacy.load(DEFAULT_MODEL, exclude=["tok2vec", "ner", *_PIPES]).tokenizer
+    assert used.rules == saved.rules
+    for part in ("prefix_search", "suffix_search", "infix_finditer"):
+        assert getattr(used, part).__self__.pattern == getattr(saved, part).__self__.pattern
+    assert (used.token_match, used.url_match) == (saved.token_match, saved.url_match)
