@@ -173,3 +173,20 @@ def test_an_own_name_clipped_to_a_few_letters_is_a_name(text: str) -> None:
 @pytest.mark.parametrize("text", ["HEAD", "LOW", "KO", "AX 3"])
 def test_harmless_words_that_start_an_own_name_stay_harmless(text: str) -> None:
     assert TextClassifier(PixelRules(), CLIPPED).classify(text).kind == "non_phi"
+
+
+GARBLED = {"PatientID": "94079941", "AccessionNumber": "A5566989"}
+
+
+@pytest.mark.parametrize("text", ["D107DD11", "9A07S9G1", "A5S6G9B8"])
+def test_a_small_own_id_misread_character_by_character_is_an_id(text: str) -> None:
+    """Read at 10 px, 94079941 came out as "D107DD11", which the keep-list took for two
+    acquisition values ("D 107", "DD 11")."""
+    verdict = TextClassifier(PixelRules(), GARBLED).classify(text)
+    assert verdict.kind == "id", verdict.basis
+
+
+@pytest.mark.parametrize("text", ["W1500L450", "D107DD1", "kVp 120 mAs 250", "12345678"])
+def test_values_not_shaped_like_an_own_id_are_not_taken_for_one(text: str) -> None:
+    verdict = TextClassifier(PixelRules(), GARBLED).classify(text)
+    assert verdict.basis != "garbled_id"

@@ -123,6 +123,7 @@ class TextClassifier:
         upper = [t.strip(".-':#").upper() for t in _TOKEN.findall(norm)]
         upper = [t for t in upper if t]
         found = _labelled_value(upper) or self._named(upper) or self._clipped_own_name(upper)
+        found = found or self._garbled_own_id(upper)
         if found is not None:
             return found
         if _SEX_AND_OLD_AGE.search(norm) or _LOCAL_PHONE.search(norm):
@@ -155,6 +156,14 @@ class TextClassifier:
                 found = self._identifiers.clipped_name(token)
                 if found is not None:
                     return Verdict(found.kind, found.confidence, found.keyword, "clipped_name")
+        return None
+
+    def _garbled_own_id(self, upper: list[str]) -> Verdict | None:
+        """A token shaped like a misreading of an own ID (small IDs garble: "D107DD11")."""
+        for token in upper:
+            found = self._identifiers.garbled_id(token)
+            if found is not None:
+                return Verdict(found.kind, found.confidence, found.keyword, "garbled_id")
         return None
 
     def _recognise(self, norm: str) -> Verdict:

@@ -23,6 +23,11 @@ _MONTH_NAMES = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", 
 
 MIN_CLIPPED_NAME = 3  # letters: fewer start too many words to mean a name
 CLIPPED_NAME_CONFIDENCE = 0.75
+# A small ID misread character by character still has the ID's length and some of its
+# digits in place: "D107DD11" for 94079941. Shorter tokens match harmless values by chance.
+MIN_GARBLED_ID = 7
+GARBLED_ID_SHARE_IN_PLACE = 1 / 3
+GARBLED_ID_CONFIDENCE = 0.6
 
 # Header keywords the caller may name identifiers by, and the finding kind each one gives.
 KEYWORD_KINDS: dict[str, str] = {
@@ -100,6 +105,21 @@ class IdentifierMatcher:
             longer = len(needle.skeleton) > len(start)
             if needle.kind == "name" and longer and needle.skeleton.startswith(start):
                 return IdentifierMatch("name", needle.keyword, CLIPPED_NAME_CONFIDENCE)
+        return None
+
+
+    def garbled_id(self, token: str) -> IdentifierMatch | None:
+        """The own ID that ``token`` may be a misreading of: as long, at least half digits,
+        and a third or more of its characters equal to the ID's in the same place."""
+        shape = fold(token)
+        if len(shape) < MIN_GARBLED_ID or 2 * sum(c.isdigit() for c in shape) < len(shape):
+            return None
+        for needle in self.needles:
+            if needle.kind != "id" or len(needle.skeleton) != len(shape):
+                continue
+            in_place = sum(a == b for a, b in zip(shape, needle.skeleton, strict=True))
+            if in_place >= GARBLED_ID_SHARE_IN_PLACE * len(shape):
+                return IdentifierMatch("id", needle.keyword, GARBLED_ID_CONFIDENCE)
         return None
 
 
