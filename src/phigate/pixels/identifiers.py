@@ -107,7 +107,6 @@ class IdentifierMatcher:
                 return IdentifierMatch("name", needle.keyword, CLIPPED_NAME_CONFIDENCE)
         return None
 
-
     def garbled_id(self, token: str) -> IdentifierMatch | None:
         """The own ID that ``token`` may be a misreading of: as long, at least half digits,
         and a third or more of its characters equal to the ID's in the same place."""
