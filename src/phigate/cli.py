@@ -28,6 +28,7 @@ from phigate.cli_admin import (
     audit_app,
     db_app,
     job_app,
+    print_json,
     register_profile_library,
     site_app,
     token_app,
@@ -220,7 +221,7 @@ def deidentify(
     if report:
         _write_report(report, document)
     if json_output:
-        out.print_json(json.dumps(document))
+        print_json(document)
     else:
         _print_summary(summary, plan, job.id)
     if not summary.balanced:
@@ -391,7 +392,7 @@ def reidentify(
     if not entries:
         raise fail("this value is not a pseudonym recorded in this installation's vault")
     if json_output:
-        out.print_json(json.dumps([dataclasses.asdict(entry) for entry in entries]))
+        print_json([dataclasses.asdict(entry) for entry in entries])
         return
     for entry in entries:
         out.print(f"{entry.kind}\t{entry.original}", markup=False, highlight=False)
@@ -417,7 +418,7 @@ def profile_list(json_output: JsonOption = False) -> None:
     profiles = [load_profile(name) for name in builtin_names()]
     if json_output:
         rows = [{"name": p.name, "version": p.version, "title": p.title} for p in profiles]
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     table = Table("name", "version", "title")
     for p in profiles:
@@ -456,9 +457,7 @@ def profile_explain(
             "action": rule.action.value,
             "why": rule.source,
         }
-        out.print_json(
-            json.dumps(document | {"profile": plan.profile_name, "version": plan.version})
-        )
+        print_json(document | {"profile": plan.profile_name, "version": plan.version})
         return
     out.print(f"{label} [{element_vr}]: {rule.action.value}  ({rule.source})", markup=False)
 
@@ -479,7 +478,7 @@ def profile_diff(
             label = keyword_for_tag(number) or f"({number >> 16:04X},{number & 0xFFFF:04X})"
             rows.append({"attribute": label, "a": rule_a.action.value, "b": rule_b.action.value})
     if json_output:
-        out.print_json(json.dumps({"a": plan_a.version, "b": plan_b.version, "differences": rows}))
+        print_json({"a": plan_a.version, "b": plan_b.version, "differences": rows})
         return
     table = Table(
         "attribute",
@@ -551,7 +550,7 @@ def quarantine_list(home: HomeOption = None, json_output: JsonOption = False) ->
     columns = ("run_id", "source_ref", "reason", "detail")
     rows = [{key: note.get(key) for key in columns} for note in _quarantine_notes(where)]
     if json_output:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     table = Table("run", "reference", "reason", "detail")
     for row in rows:
@@ -573,7 +572,7 @@ def quarantine_show(
     notes = [note for note in _quarantine_notes(where) if note.get("source_ref") == reference]
     if not notes:
         raise fail("no quarantined input has this reference")
-    out.print_json(json.dumps(notes))
+    print_json(notes)
 
 
 @app.command()
@@ -650,7 +649,7 @@ def validate_pixels(
     document = report.to_dict() | {"profile": {"name": loaded.name, "version": loaded.version}}
     (out_dir / "report.json").write_text(json.dumps(document, indent=2) + "\n")
     if json_output:
-        out.print_json(json.dumps(document))
+        print_json(document)
         return
     table = Table("modality", "images", "sensitivity", "specificity", "precision", "s/image")
     for row in document["modalities"]:
