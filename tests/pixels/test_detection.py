@@ -12,9 +12,14 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from phigate.pixels import OcrEngine, PixelRules, clean_pixels
-from phigate.pixels.cues import text_areas
+from phigate.pixels.cues import MIN_STROKE_CONTRAST, text_areas
 from phigate.pixels.engines import TextRegion
-from phigate.pixels.pixeldata import display_window, load_pixels, render_frame
+from phigate.pixels.pixeldata import (
+    DISPLAY_TOLERANCE,
+    display_window,
+    load_pixels,
+    render_frame,
+)
 from phigate.pixels.refine import complete_lines
 from phigate.pixels.scan import FrameScanner, ReadingMemo, ScanReport, _areas_to_rescan
 from phigate.pixels.validation import generate_cases
@@ -102,17 +107,23 @@ def test_text_over_anatomy_is_found_inside_the_detector_blob(engine: OcrEngine) 
     assert same_outside(before, after, [f.box for f in outcome.findings if f.box is not None])
 
 
-def test_static_annotation_found_on_one_frame_is_cleared_on_all(engine: OcrEngine) -> None:
-    """A cine loop with moving speckle and a fixed faint caption: every frame loses it."""
-    rng = np.random.default_rng(11)
-    frames = rng.integers(20, 90, size=(4, 240, 320), dtype=np.uint8)
-    boxes = [burn(frames[f], "SMITH^ANNA", 60, 200, 9, 140) for f in range(4)]
+def _us_cine(frames: np.ndarray) -> Dataset:
+    """An 8-bit grey ultrasound multi-frame instance holding ``frames``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.Modality, ds.SOPClassUID = "US", "1.2.840.10008.5.1.4.1.1.3.1"
     ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.set_pixel_data(frames, "MONOCHROME2", 8, generate_instance_uid=False)
+    return ds
+
+
+def test_static_annotation_found_on_one_frame_is_cleared_on_all(engine: OcrEngine) -> None:
+    """A cine loop with moving speckle and a fixed faint caption: every frame loses it."""
+    rng = np.random.default_rng(11)
+    frames = rng.integers(20, 90, size=(4, 240, 320), dtype=np.uint8)
+    boxes = [burn(frames[f], "SMITH^ANNA", 60, 200, 9, 140) for f in range(4)]
+    ds = _us_cine(frames)
     before = pixels4d(ds)
     clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
     after = pixels4d(ds)
@@ -180,6 +191,49 @@ def test_a_caption_that_appears_mid_loop_is_found_where_it_appears_and_after(
     assert _frames_covering(report, box) == {2, 3}
     fresh_on_frame_2 = [p for p in report.pieces if p.frame == 2 and _overlap(p.box, box)]
     assert report.fresh_pieces == len(fresh_on_frame_2)  # frame 3 reuses frame 2's reading
+
+
+def test_a_caption_that_blinks_off_for_one_frame_is_found_when_it_comes_back(
+    engine: OcrEngine,
+) -> None:
+    """Frame 1 lacks the caption, so its reading is dropped; on frame 2 the pixels match
+    the reference frame again, but not frame 1, the last one read."""
+    stack = _cine_with_caption_band(5)
+    boxes = [burn(stack[f], "ZORBEK QUELL 1987", 20, 200, 14, 220) for f in (0, 2, 3, 4)]
+    report = _scan_all(engine, stack)
+    assert _frames_covering(report, boxes[0]) == {0, 2, 3, 4}
+
+
+def test_faint_text_that_appears_later_counts_as_a_change(engine: OcrEngine) -> None:
+    """A caption 22 grey levels over a flat band, from frame 2 on: within what a flicker
+    could be under the old tolerance, and so never looked at."""
+    stack = _cine_with_caption_band(4)
+    stack[:, 180:] = 60
+    boxes = [burn(stack[f], "SMITH ANNA 1987", 20, 195, 16, 82) for f in (2, 3)]
+    ds = _us_cine(stack)
+    before = pixels4d(ds)
+    clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
+    after = pixels4d(ds)
+    assert all(blanked(before, after, boxes[0], f) for f in (2, 3))
+
+
+def test_any_stroke_the_cues_would_see_counts_as_a_change_between_frames() -> None:
+    assert DISPLAY_TOLERANCE < MIN_STROKE_CONTRAST
+
+
+def test_a_value_that_appears_after_a_label_read_earlier_is_judged_with_it(
+    engine: OcrEngine,
+) -> None:
+    """The label "MRN:" stays put and keeps its reading; "0042" alone looks like a count."""
+    stack = _cine_with_caption_band(4)
+    label = [burn(frame, "MRN:", 20, 200, 14, 220) for frame in stack][-1]
+    x = label[0] + label[2] + 12  # two spaces on
+    values = [burn(stack[f], "0042", x, 200, 14, 220) for f in (2, 3)]
+    ds = _us_cine(stack)
+    before = pixels4d(ds)
+    clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
+    after = pixels4d(ds)
+    assert all(blanked(before, after, values[0], f) for f in (2, 3))
 
 
 def _faint_date_case() -> tuple[Dataset, tuple[int, int, int, int]]:

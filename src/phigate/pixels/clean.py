@@ -217,6 +217,8 @@ class _Run:
         if self.text_found and self.cache is not None:
             self.cache.record_text(series)
         decisions = [d for d in map(self._decide, scanner.report.pieces) if d is not None]
+        labels = _labels_by_frame(decisions)
+        decisions = [self._value_after_label(d, labels) for d in decisions]
         decisions = [self._label_next_to_phi(d, decisions) for d in decisions]
         decisions += _repeated_on_other_frames(decisions, image)
         boxes = self._boxes_to_clear(decisions)
@@ -311,6 +313,24 @@ class _Run:
         of anatomy). It is neither judged nor counted as text found."""
         reading = piece.reading
         return reading.confidence < self.rules.min_text_confidence and _is_speck(reading.text)
+
+    def _value_after_label(
+        self, d: _Decision, labels: Mapping[int, Sequence[_Decision]]
+    ) -> _Decision:
+        """A value read apart from the bare PHI label just before it on the same line is
+        judged with that label: "0042" alone looks like a count, "MRN: 0042" is an ID. (On
+        a cine the label may have been read on an earlier frame, the value on this one.)"""
+        if d.action == "cleared" or d.verdict.basis == LABEL_ALONE:
+            return d
+        for label in labels.get(d.piece.frame, ()):
+            if not _next_on_line(label.piece.box, d.piece.box):
+                continue
+            line = f"{label.piece.reading.text} {d.piece.reading.text}"
+            verdict = self.classifier.classify(line)
+            if verdict.is_phi:
+                box = self._grown(d.piece.box)
+                return replace(d, box=box, verdict=verdict, action="cleared", kind=verdict.kind)
+        return d
 
     def _label_next_to_phi(self, d: _Decision, decisions: Sequence[_Decision]) -> _Decision:
         """A bare PHI label (``MRN:``, ``DOB``) read apart from the value right after it on
@@ -438,6 +458,15 @@ def _same_ink(frame: NDArray[Any], box: Box, ink: tuple[NDArray[np.bool_], NDArr
     same = here == values
     share = same.all(axis=-1).mean() if same.ndim > 1 else same.mean()
     return bool(share >= _INK_SHARE)
+
+
+def _labels_by_frame(decisions: Sequence[_Decision]) -> dict[int, list[_Decision]]:
+    """The bare PHI labels (``MRN:``) among ``decisions``, by frame."""
+    labels: dict[int, list[_Decision]] = {}
+    for d in decisions:
+        if d.verdict.basis == LABEL_ALONE:
+            labels.setdefault(d.piece.frame, []).append(d)
+    return labels
 
 
 def _next_on_line(label: Box, value: Box) -> bool:

@@ -71,8 +71,10 @@ REENCODE_TARGETS: dict[str, UID] = {
 ENCODABLE_LOSSLESS = frozenset((RLELossless, JPEGLSLossless, JPEG2000Lossless))
 
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
-# Grey-level change on the 8-bit display scale below which a pixel counts as unchanged.
-DISPLAY_TOLERANCE = 24
+# Grey-level change on the 8-bit display scale up to which a pixel counts as unchanged:
+# above a once-lossy cine's flicker, and well under the faintest stroke the cues look for
+# (cues.MIN_STROKE_CONTRAST), so text that appears is always a change.
+DISPLAY_TOLERANCE = 10
 _YBR = ("YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_422", "YBR_PARTIAL_420")
 
 

@@ -1,9 +1,11 @@
 """Find and read the text in a stack of frames, doing as little OCR as the pixels allow.
 
 * The first frame scanned (the reference) is read whole. Every later frame is compared
-  with it: pixels that did not change (within a small tolerance, since cines that were
-  once lossy-compressed flicker by a few grey levels) carry the same text, so only the
-  changed parts, grown to any text box they touch, go to the detector.
+  with it and with the frame scanned just before: pixels that did not change (within a
+  small tolerance, since cines that were once lossy-compressed flicker by a few grey
+  levels) carry the same text, so only the changed parts, grown to any text box they
+  touch, go to the detector. Against the reference alone, text that left for a frame and
+  came back would be on neither list; against the last frame alone, a slow fade would.
 * Text read on an earlier frame whose pixels are as they were then keeps that reading,
   and is hidden from the detector: it looks for new text only, and takes no second looks
   (:mod:`phigate.pixels.refine`) for text already read. A cine loop whose annotations stay
@@ -130,6 +132,7 @@ class FrameScanner:
         self._max_side = max_side
         self._ref: int | None = None
         self._ref_pieces: list[TextPiece] = []
+        self._last: int | None = None  # the frame ``_known`` describes
         # Text on the last frame scanned, each piece on the frame it was read on.
         self._known: list[TextPiece] = []
         self.report = ScanReport()
@@ -172,13 +175,16 @@ class FrameScanner:
         if self._ref is None:
             pieces = self._read(index, image, self._detect(image, (0, 0)))
             self._ref, self._ref_pieces = index, pieces
-            self._known = list(pieces)
+            self._known, self._last = list(pieces), index
             return pieces
         still: list[TextPiece] = []
         moved: list[TextPiece] = []
         for piece in self._known:
             (still if self._unchanged(index, piece) else moved).append(piece)
-        areas = _areas_to_rescan(self._changed(index), [p.box for p in moved])
+        changed = self._changed(index)
+        if self._last is not None and self._last != self._ref:
+            changed |= self._changed_from(index, self._last)
+        areas = _areas_to_rescan(changed, [p.box for p in moved])
         # Text whose pixels did not change since it was read keeps that reading: the
         # detector is shown the frame without it, so it looks for new text only (and takes
         # no second looks for text already read).
@@ -186,7 +192,7 @@ class FrameScanner:
         regions = [r for area in areas for r in self._detect(_crop(view, area), area[:2])]
         fresh = self._read(index, image, regions)
         self.report.fresh_pieces += len(fresh)
-        self._known = still + fresh  # what moved was read again, or is gone
+        self._known, self._last = still + fresh, index  # what moved was read again, or is gone
         return [replace(p, frame=index) for p in still] + fresh
 
     def _unchanged(self, index: int, piece: TextPiece) -> bool:
@@ -196,8 +202,12 @@ class FrameScanner:
         return not _changed_mask(now, then, self._tolerance).any()
 
     def _changed(self, index: int) -> NDArray[np.bool_]:
+        """Pixels of frame ``index`` that differ from the reference frame."""
         assert self._ref is not None
-        return _changed_mask(self._decoded[index], self._decoded[self._ref], self._tolerance)
+        return self._changed_from(index, self._ref)
+
+    def _changed_from(self, index: int, other: int) -> NDArray[np.bool_]:
+        return _changed_mask(self._decoded[index], self._decoded[other], self._tolerance)
 
     def _ref_boxes(self) -> list[Box]:
         return [p.box for p in self._ref_pieces]
