@@ -236,6 +236,25 @@ def test_a_value_that_appears_after_a_label_read_earlier_is_judged_with_it(
     assert all(blanked(before, after, values[0], f) for f in (2, 3))
 
 
+def test_text_on_the_sampled_frames_of_a_multi_frame_mr_makes_every_frame_read(
+    engine: OcrEngine,
+) -> None:
+    """As text in a sampled series makes the series read: the samples' caption says the
+    device burns text in, so a name on a frame between the samples is looked for."""
+    rng = np.random.default_rng(3)
+    stack = np.full((6, 256, 256), 10, dtype=np.uint8)
+    stack[:, 40:200, 40:200] = rng.integers(40, 140, size=(6, 160, 160), dtype=np.uint8)
+    for frame in stack:
+        burn(frame, "SE 4 IM 1", 10, 220, 14, 220)
+    name = burn(stack[1], "SMITH ANNA", 120, 10, 14, 220)
+    ds = _us_cine(stack)
+    ds.Modality, ds.SOPClassUID = "MR", "1.2.840.10008.5.1.4.1.1.4.1"
+    before = pixels4d(ds)
+    outcome = clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
+    assert blanked(before, pixels4d(ds), name, 1)
+    assert outcome.fully_scanned
+
+
 def _faint_date_case() -> tuple[Dataset, tuple[int, int, int, int]]:
     """A generated CT whose 10 px date at 35 % contrast the first pass does not call a line."""
     case = list(generate_cases(["CT"], per_modality=8, seed=1))[7]

@@ -248,11 +248,13 @@ class _Run:
         )
         scanner.scan(first)
         rest = [i for i in range(image.count) if i not in scanner.report.scanned]
-        if rest and (scanner.report.fresh_pieces or scanner.report.failed):
-            scanner.scan(rest)  # new text in a sampled frame: read every frame
+        if rest and (self._any_text(scanner) or scanner.report.failed):
+            # As text in a sampled series makes the series read: the device burns text in,
+            # and a frame between the samples may carry more. Reading reuses the samples'.
+            scanner.scan(rest)
         elif rest:
             scanner.scan(scanner.cover_static(rest))
-        self.text_found = any(not self._is_noise(p) for p in scanner.report.pieces)
+        self.text_found = self._any_text(scanner)
         report = scanner.report
         self.timings["detect"] = report.detect_seconds
         self.timings["recognize"] = report.recognize_seconds
@@ -307,6 +309,9 @@ class _Run:
         confidence = round(min(reading.confidence, verdict.confidence), 3)
         box = self._grown(piece.box) if action == "cleared" else piece.box
         return _Decision(piece, box, verdict, action, kind, confidence, tuple(reasons))
+
+    def _any_text(self, scanner: FrameScanner) -> bool:
+        return any(not self._is_noise(p) for p in scanner.report.pieces)
 
     def _is_noise(self, piece: TextPiece) -> bool:
         """Detector noise: at most one letter or digit, read with low confidence (a speck
