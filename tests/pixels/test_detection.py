@@ -21,10 +21,11 @@ from phigate.pixels.pixeldata import (
     render_frame,
 )
 from phigate.pixels.refine import complete_lines
+from phigate.pixels.rules import Box
 from phigate.pixels.scan import FrameScanner, ReadingMemo, ScanReport, _areas_to_rescan
-from phigate.pixels.validation import generate_cases
+from phigate.pixels.validation import _font, _text_mask, generate_cases
 
-from .helpers import blanked, burn, pixels4d, same_outside
+from .helpers import blanked, burn, changed_share, pixels4d, same_outside
 
 
 def _phantom_ct() -> Dataset:
@@ -253,6 +254,35 @@ def test_text_on_the_sampled_frames_of_a_multi_frame_mr_makes_every_frame_read(
     outcome = clean_pixels(ds, PixelRules(), {"PatientName": "SMITH^ANNA"}, engine=engine)
     assert blanked(before, pixels4d(ds), name, 1)
     assert outcome.fully_scanned
+
+
+def test_faint_small_names_on_noise_are_found_where_they_leave_no_trace(
+    engine: OcrEngine,
+) -> None:
+    """8-9 px text at a fifth of the grey range over noise of sd 10: the detector's text map
+    over it is fainter than over the noise itself, so only the look at twice the size over
+    the grainy part of the frame finds it."""
+    rng = np.random.default_rng(1007)
+    image = 60.0 + rng.normal(0, 10, (512, 512))
+    burn(image, "ABDOMEN 3.5 MHz", 12, 10, 18, 255)
+    names = [
+        _burn_faint(image, "Ahmed Nguyen", "DejaVuSerif.ttf", 8, 151, 100),
+        _burn_faint(image, "NGUYEN^AHMED", "DejaVuSansMono.ttf", 9, 40, 200),
+    ]
+    ds = _us_cine(np.clip(np.rint(image), 0, 255).astype(np.uint8)[np.newaxis])
+    ds.Modality, ds.SOPClassUID = "OT", "1.2.840.10008.5.1.4.1.1.7"
+    before = pixels4d(ds)
+    clean_pixels(ds, PixelRules(), {"PatientName": "NGUYEN^AHMED"}, engine=engine)
+    assert all(changed_share(before, pixels4d(ds), name) >= 0.9 for name in names)
+
+
+def _burn_faint(image: np.ndarray, text: str, font: str, size: int, x: int, y: int) -> Box:
+    """Text a fifth of the way from the median under it to white; returns its box."""
+    mask = _text_mask(text, _font(font, size))
+    h, w = mask.shape
+    median = float(np.median(image[y : y + h, x : x + w]))
+    image[y : y + h, x : x + w][mask] = median + 0.2 * (255 - median)
+    return (x, y, w, h)
 
 
 def _faint_date_case() -> tuple[Dataset, tuple[int, int, int, int]]:

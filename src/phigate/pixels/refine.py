@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from phigate.pixels.boxes import clip, intersection, merge_touching, touch, union
+from phigate.pixels.boxes import clip, contains, intersection, merge_touching, touch, union
 from phigate.pixels.cues import stroke_clusters
 from phigate.pixels.engines import OcrEngine, RgbImage, TextRegion
 from phigate.pixels.rules import Box
@@ -105,12 +105,16 @@ def small_text_pass(
 
     8-10 px text at faint contrast is below what the detector sees at 1:1 and plain at
     2:1. The pass runs only where text was already found (a frame with text tends to carry
-    more), and only where such text may be: around the first pass's faint ``traces`` that
-    no known line holds (:func:`around_traces`), or, from an engine that gives no traces
-    (``None``), over the grainy parts of the area (:func:`grainy_regions`), each look at
-    most :data:`SMALL_TEXT_MAX_SIDE` a side.
+    more), and only where such text may be: over the grainy parts of the area
+    (:func:`grainy_regions`), where faint text leaves no trace above the noise's own, and
+    around the first pass's faint ``traces`` that no known line holds
+    (:func:`around_traces`; ``None`` from an engine that gives none), each look at most
+    :data:`SMALL_TEXT_MAX_SIDE` a side.
     """
-    looks = grainy_regions(image, area) if traces is None else around_traces(image, area, traces)
+    looks = grainy_regions(image, area)
+    if traces is not None:
+        near = around_traces(image, area, traces)
+        looks += [t for t in near if not any(contains(g, t) for g in looks)]
     found: list[TextRegion] = []
     for rx, ry, rw, rh in looks:
         if max(rw, rh) > SMALL_TEXT_MAX_SIDE:
