@@ -12,7 +12,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from phigate.pixels import OcrEngine, PixelRules, clean_pixels
-from phigate.pixels.cues import MIN_STROKE_CONTRAST, text_areas
+from phigate.pixels.cues import MIN_STROKE_CONTRAST, line_extent, text_areas
 from phigate.pixels.engines import TextRegion
 from phigate.pixels.pixeldata import (
     DISPLAY_TOLERANCE,
@@ -319,3 +319,31 @@ def test_a_change_over_most_of_a_frame_is_looked_at_in_one_piece_not_the_whole_f
     x, y, w, h = area
     assert changed[y : y + h, x : x + w].sum() == changed.sum()  # every change inside
     assert (w, h) != (800, 600) and w * h < 0.9 * 800 * 600  # the still border left out
+
+
+def test_a_line_read_in_part_is_cleared_to_the_end_of_its_strokes() -> None:
+    image = np.zeros((60, 300, 3), dtype=np.uint8)
+    x, y, w, h = burn(image, "Tel 617-555-0142", 10, 20, 12, 200)
+    left_half, right_half = (x, y, w // 2, h), (x + w // 2, y, w - w // 2, h)
+    for part in (left_half, right_half):
+        gx, _, gw, _ = line_extent(image, part)
+        assert gx <= x + 2 and gx + gw >= x + w - 4  # the glyphs, not the mask's margin
+
+
+def test_a_line_grows_up_to_the_text_kept_beside_it_and_no_further() -> None:
+    image = np.zeros((60, 300, 3), dtype=np.uint8)
+    x, y, w, h = burn(image, "Tel 617-555-0142", 10, 20, 12, 200)
+    kept = (x + w - 20, y, 20, h)
+    grown = line_extent(image, (x, y, w // 2, h), [kept])
+    assert grown[0] + grown[2] <= kept[0]
+    alone = burn(image, "L", x + w + 40, y, 12, 200)  # a marker past a wide gap
+    gx, _, gw, _ = line_extent(image, (x, y, w, h))
+    assert gx + gw < alone[0]
+
+
+def test_a_line_is_not_grown_into_noise() -> None:
+    """On noise strokes are everywhere, above and below the line too: nothing says where
+    the text ends, so the box stays as found."""
+    rng = np.random.default_rng(0)
+    image = np.clip(60 + rng.normal(0, 12, (60, 300, 3)), 0, 255).astype(np.uint8)
+    assert line_extent(image, (100, 20, 40, 12)) == (100, 20, 40, 12)

@@ -13,7 +13,7 @@ frame and a confidence, and review reasons are fixed codes.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 from pydicom import Dataset
 
 from phigate.pixels.classify import LABEL_ALONE, TextClassifier, Verdict
-from phigate.pixels.engines import OcrEngine, load_engine
+from phigate.pixels.cues import line_extent
+from phigate.pixels.engines import OcrEngine, RgbImage, load_engine
 from phigate.pixels.overlays import clear_overlay_boxes, handle_overlays
 from phigate.pixels.pixeldata import (
     PixelDataUnsupported,
@@ -213,13 +214,15 @@ class _Run:
             self.reasons.append(exc.code)
             return _PixelPart(fully_scanned=False)
         self.timings["decode"] = time.perf_counter() - start
-        scanner = self._scan(image, regions, sample_frames(image.count, strategy))
+        window = display_window(image)
+        scanner = self._scan(image, window, regions, sample_frames(image.count, strategy))
         if self.text_found and self.cache is not None:
             self.cache.record_text(series)
         decisions = [d for d in map(self._decide, scanner.report.pieces) if d is not None]
         labels = _labels_by_frame(decisions)
         decisions = [self._value_after_label(d, labels) for d in decisions]
         decisions = [self._label_next_to_phi(d, decisions) for d in decisions]
+        decisions = self._whole_lines(decisions, lambda i: render_frame(self.ds, image, i, window))
         decisions += _repeated_on_other_frames(decisions, image)
         boxes = self._boxes_to_clear(decisions)
         self._add_region_boxes(boxes, regions, image.count)
@@ -234,9 +237,12 @@ class _Run:
         return _PixelPart(fully, image.count, len(report.scanned))
 
     def _scan(
-        self, image: PixelImage, regions: Sequence[KnownRegion], first: list[int]
+        self,
+        image: PixelImage,
+        window: tuple[float, float],
+        regions: Sequence[KnownRegion],
+        first: list[int],
     ) -> FrameScanner:
-        window = display_window(image)
         scanner = FrameScanner(
             image.frames,
             lambda i: render_frame(self.ds, image, i, window),
@@ -347,6 +353,27 @@ class _Run:
             if other.action == "cleared" and same_frame and _next_on_line(d.box, other.box):
                 return replace(d, box=self._grown(d.box), action="cleared", kind=other.kind)
         return d
+
+    @staticmethod
+    def _whole_lines(
+        decisions: Sequence[_Decision], render: Callable[[int], RgbImage]
+    ) -> list[_Decision]:
+        """Each cleared box grown along its line's strokes (:func:`cues.line_extent`), up
+        to the text kept beside it: what the detector found of a line may be only part."""
+        kept: dict[int, list[Box]] = {}
+        for d in decisions:
+            if d.action != "cleared":
+                kept.setdefault(d.piece.frame, []).append(d.box)
+        frames: dict[int, RgbImage] = {}
+        out = []
+        for d in decisions:
+            if d.action == "cleared":
+                frame = d.piece.frame
+                if frame not in frames:
+                    frames[frame] = render(frame)
+                d = replace(d, box=line_extent(frames[frame], d.box, kept.get(frame, ())))
+            out.append(d)
+        return out
 
     def _grown(self, box: Box) -> Box:
         margin = self.rules.box_margin

@@ -16,6 +16,7 @@ detector's view never hides text it could have seen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -41,6 +42,10 @@ AREA_PADDING = 24
 WHOLE_FRAME_SHARE = 0.4
 # More clusters than this: strokes are everywhere (noise), look at the whole frame.
 MAX_CLUSTERS = 48
+# A line read in part grows along its strokes up to this many line heights each way, and
+# stops at a stroke-free gap this many line heights wide (a word space is about 0.3).
+LINE_REACH = 6.0
+LINE_GAP = 0.8
 
 
 def text_areas(image: RgbImage) -> list[Box] | None:
@@ -56,6 +61,59 @@ def text_areas(image: RgbImage) -> list[Box] | None:
     if sum(w * h for _, _, w, h in areas) > WHOLE_FRAME_SHARE * rows * cols:
         return None
     return areas
+
+
+def line_extent(image: RgbImage, box: Box, stops: Sequence[Box] = ()) -> Box:
+    """``box`` grown left and right along its line while strokes go on: a line read only in
+    part ("Tel 617-555-" of "Tel 617-555-0142") is cleared whole.
+
+    The growth ends at a gap wider than :data:`LINE_GAP` line heights with no stroke in the
+    line's band, at :data:`LINE_REACH` line heights, or at one of ``stops`` (text judged
+    harmless, kept as it is).
+    """
+    x, y, w, h = box
+    cols = image.shape[1]
+    reach = round(LINE_REACH * h)
+    left, right = max(0, x - reach), min(cols, x + w + reach)
+    for sx, sy, sw, sh in stops:
+        if sy < y + h and y < sy + sh:  # on the line
+            if sx + sw <= x:
+                left = max(left, sx + sw)
+            elif sx >= x + w:
+                right = min(right, sx)
+    band = _line_ink(image, (left, y, right - left, h))
+    gap = max(2, round(LINE_GAP * h))
+    end = _last_ink(band[x + w - left :], gap)
+    start = _last_ink(band[: x - left][::-1], gap)
+    return (x - start, y, w + start + end, h)
+
+
+def _line_ink(image: RgbImage, band: Box) -> NDArray[np.bool_]:
+    """Columns of ``band`` (one line tall) with strokes in the line and none in the line's
+    height just above or below it: on noise or texture, where strokes are everywhere, no
+    column counts, and a line is not grown into the picture."""
+    x, y, w, h = band
+    rows = image.shape[0]
+    top, bottom = max(0, y - h - STROKE_KERNEL), min(rows, y + 2 * h + STROKE_KERNEL)
+    strokes = stroke_mask(np.ascontiguousarray(image[top:bottom, x : x + w])).astype(bool)
+    line = strokes[y - top : y - top + h].any(axis=0)
+    above = strokes[max(0, y - h - top) : max(0, y - top - 1)].any(axis=0)
+    below = strokes[y - top + h + 1 : y - top + 2 * h].any(axis=0)
+    return np.asarray(line & ~above & ~below, dtype=np.bool_)
+
+
+def _last_ink(columns: NDArray[np.bool_], gap: int) -> int:
+    """How many of ``columns`` (walking away from a line's end) still belong to it: up to
+    the last inked column before the first run of ``gap`` empty ones."""
+    last, empty = 0, 0
+    for i, inked in enumerate(columns, start=1):
+        if inked:
+            last, empty = i, 0
+        else:
+            empty += 1
+            if empty >= gap:
+                break
+    return last
 
 
 def stroke_clusters(image: RgbImage, glyphs_only: bool = False) -> list[Box]:
