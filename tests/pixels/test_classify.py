@@ -163,22 +163,36 @@ def test_annotation_near_those_cues_is_still_kept(classifier: TextClassifier, te
 CLIPPED = {"PatientName": "KOWALSKI^ANNA", "ReferringPhysicianName": "HEADLEY^TOM"}
 
 
-@pytest.mark.parametrize("text", ["KOW", "KOW...", "KOWA", "Kow An", "HEA", "KOW 3"])
+@pytest.mark.parametrize("text", ["KOW", "KOW...", "KOWA", "Kow An", "HEA", "K0W", "K0WA A"])
 def test_an_own_name_clipped_to_a_few_letters_is_a_name(text: str) -> None:
     """Devices cut names to fit a field; "KOW" is one slip from harmless "LOW"."""
     verdict = TextClassifier(PixelRules(), CLIPPED).classify(text)
     assert verdict.kind == "name", verdict.basis
 
 
-@pytest.mark.parametrize("text", ["HEAD", "LOW", "KO", "AX 3"])
+@pytest.mark.parametrize("text", ["HEAD", "LOW", "KO", "AX 3", "KOW 3"])
 def test_harmless_words_that_start_an_own_name_stay_harmless(text: str) -> None:
     assert TextClassifier(PixelRules(), CLIPPED).classify(text).kind == "non_phi"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("PARKER^ANN", "PAR 2"), ("LEGGETT^ANN", "LT LEG"), ("TRAN^MAI", "t2_tse_tra")],
+)
+def test_annotation_beside_other_words_is_not_taken_for_a_clipped_name(
+    name: str, text: str
+) -> None:
+    """Only a piece made of name starts alone is a clipped name ("PAR 2" is a parameter)."""
+    verdict = TextClassifier(PixelRules(), {"PatientName": name}).classify(text)
+    assert verdict.basis != "clipped_name"
 
 
 GARBLED = {"PatientID": "94079941", "AccessionNumber": "A5566989"}
 
 
-@pytest.mark.parametrize("text", ["D107DD11", "9A07S9G1", "A5S6G9B8"])
+@pytest.mark.parametrize(
+    "text", ["D107DD11", "9A07S9G1", "A5S6G9B8", "D107D11", "D107DD111", "D107 DD11"]
+)
 def test_a_small_own_id_misread_character_by_character_is_an_id(text: str) -> None:
     """Read at 10 px, 94079941 came out as "D107DD11", which the keep-list took for two
     acquisition values ("D 107", "DD 11")."""
@@ -186,7 +200,18 @@ def test_a_small_own_id_misread_character_by_character_is_an_id(text: str) -> No
     assert verdict.kind == "id", verdict.basis
 
 
-@pytest.mark.parametrize("text", ["W1500L450", "D107DD1", "kVp 120 mAs 250", "12345678"])
+@pytest.mark.parametrize("text", ["W1500L450", "D10DD1", "kVp 120 mAs 250", "12345678"])
 def test_values_not_shaped_like_an_own_id_are_not_taken_for_one(text: str) -> None:
     verdict = TextClassifier(PixelRules(), GARBLED).classify(text)
+    assert verdict.basis != "garbled_id"
+
+
+@pytest.mark.parametrize(
+    ("patient_id", "text"),
+    [("81504321", "W1500L40"), ("12385517", "1234.5mGy"), ("1230999", "123.45mm")],
+)
+def test_measurements_that_line_up_with_an_own_id_are_not_taken_for_it(
+    patient_id: str, text: str
+) -> None:
+    verdict = TextClassifier(PixelRules(), {"PatientID": patient_id}).classify(text)
     assert verdict.basis != "garbled_id"

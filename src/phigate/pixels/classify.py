@@ -150,17 +150,31 @@ class TextClassifier:
         return None
 
     def _clipped_own_name(self, upper: list[str]) -> Verdict | None:
-        """A word that is not harmless vocabulary but the start of an own name ("KOW")."""
-        for token in upper:
-            if token.isalpha() and not self.is_harmless(token) and token not in _LABEL_KINDS:
-                found = self._identifiers.clipped_name(token)
-                if found is not None:
-                    return Verdict(found.kind, found.confidence, found.keyword, "clipped_name")
-        return None
+        """A piece made only of words that start own names ("KOW", "K0W AN"), none of them
+        harmless vocabulary: a name cut to fit a field. Beside other words or numbers such
+        a word is more likely an annotation that happens to start the name ("PAR 2")."""
+        words = [_unfold(t) for t in upper]
+        if not words or not all(w.isalpha() for w in words):
+            return None
+        found = None
+        for word in words:
+            if len(word) <= 2:  # an initial: it must start an own name too
+                if self._identifiers.clipped_name(word, shortest=1) is None:
+                    return None
+                continue
+            if self.is_harmless(word) or word in _LABEL_KINDS:
+                return None
+            found = self._identifiers.clipped_name(word)
+            if found is None:
+                return None
+        if found is None:
+            return None
+        return Verdict(found.kind, found.confidence, found.keyword, "clipped_name")
 
     def _garbled_own_id(self, upper: list[str]) -> Verdict | None:
-        """A token shaped like a misreading of an own ID (small IDs garble: "D107DD11")."""
-        for token in upper:
+        """A token, or the piece with its spaces dropped, shaped like a misreading of an own
+        ID (small IDs garble: "D107DD11", "D107 DD11")."""
+        for token in [*upper, "".join(upper)] if len(upper) > 1 else upper:
             found = self._identifiers.garbled_id(token)
             if found is not None:
                 return Verdict(found.kind, found.confidence, found.keyword, "garbled_id")

@@ -28,6 +28,12 @@ CLIPPED_NAME_CONFIDENCE = 0.75
 MIN_GARBLED_ID = 7
 GARBLED_ID_SHARE_IN_PLACE = 1 / 3
 GARBLED_ID_CONFIDENCE = 0.6
+# A number with a decimal part, or a number and a unit: a measurement, not an ID.
+_MEASUREMENT = re.compile(
+    r"\d[.,]\d|\d\s*(?:mm|cm|mgy|gy|kv|kvp|mas|ms|hz|khz|mhz|%)\b"
+    r"|^(?:W|WW|WL|C|L)\d{1,5}(?:W|WW|WL|C|L)-?\d{1,5}$",  # a window and level run together
+    re.I,
+)
 
 # Header keywords the caller may name identifiers by, and the finding kind each one gives.
 KEYWORD_KINDS: dict[str, str] = {
@@ -92,14 +98,14 @@ class IdentifierMatcher:
                 return IdentifierMatch(needle.kind, needle.keyword, confidence)
         return None
 
-    def clipped_name(self, token: str) -> IdentifierMatch | None:
+    def clipped_name(self, token: str, shortest: int = MIN_CLIPPED_NAME) -> IdentifierMatch | None:
         """The own name that ``token`` (three letters or more) is the cut-off start of.
 
         Devices clip names to fit a field ("KOW" for KOWALSKI); pieces of five letters or
         more are caught by :meth:`match`. The caller rules out harmless words first.
         """
         start = fold(token)
-        if len(start) < MIN_CLIPPED_NAME:
+        if len(start) < shortest:
             return None
         for needle in self.needles:
             longer = len(needle.skeleton) > len(start)
@@ -108,17 +114,20 @@ class IdentifierMatcher:
         return None
 
     def garbled_id(self, token: str) -> IdentifierMatch | None:
-        """The own ID that ``token`` may be a misreading of: as long, at least half digits,
-        and a third or more of its characters equal to the ID's in the same place."""
+        """The own ID that ``token`` may be a misreading of: as long (one character more or
+        less), at least half digits, and a third or more of its characters equal to the
+        ID's in the same place (after one character dropped from the longer of the two).
+        Measurements ("1234.5mGy", "123.45mm") are not IDs."""
+        if _MEASUREMENT.search(token):
+            return None
         shape = fold(token)
         if len(shape) < MIN_GARBLED_ID or 2 * sum(c.isdigit() for c in shape) < len(shape):
             return None
         for needle in self.needles:
-            if needle.kind != "id" or len(needle.skeleton) != len(shape):
-                continue
-            in_place = sum(a == b for a, b in zip(shape, needle.skeleton, strict=True))
-            if in_place >= GARBLED_ID_SHARE_IN_PLACE * len(shape):
-                return IdentifierMatch("id", needle.keyword, GARBLED_ID_CONFIDENCE)
+            if needle.kind == "id" and abs(len(needle.skeleton) - len(shape)) <= 1:
+                in_place = _best_in_place(shape, needle.skeleton)
+                if in_place >= GARBLED_ID_SHARE_IN_PLACE * len(needle.skeleton):
+                    return IdentifierMatch("id", needle.keyword, GARBLED_ID_CONFIDENCE)
         return None
 
 
@@ -228,6 +237,15 @@ def _needle_score(needle: Needle, piece: str, tokens: list[str], letters: Counte
     if approximate_find(target, piece) <= errors:
         return 0.9
     return 0.0
+
+
+def _best_in_place(a: str, b: str) -> int:
+    """Characters equal in place, the longer string first losing the one character whose
+    loss lines most up (OCR drops or adds one)."""
+    if len(a) == len(b):
+        return sum(x == y for x, y in zip(a, b, strict=True))
+    long, short = (a, b) if len(a) > len(b) else (b, a)
+    return max(_best_in_place(long[:i] + long[i + 1 :], short) for i in range(len(long)))
 
 
 def _shared(target: str, letters: Counter[str]) -> int:
