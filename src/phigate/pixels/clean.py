@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 
-from phigate.pixels.classify import LABEL_ALONE, TextClassifier, Verdict
+from phigate.pixels.classify import LABEL_ALONE, TextClassifier, Verdict, label_kind
 from phigate.pixels.cues import line_extent
 from phigate.pixels.engines import OcrEngine, RgbImage, load_engine
 from phigate.pixels.overlays import clear_overlay_boxes, handle_overlays
@@ -328,9 +328,10 @@ class _Run:
     def _value_after_label(
         self, d: _Decision, labels: Mapping[int, Sequence[_Decision]]
     ) -> _Decision:
-        """A value read apart from the bare PHI label just before it on the same line is
-        judged with that label: "0042" alone looks like a count, "MRN: 0042" is an ID. (On
-        a cine the label may have been read on an earlier frame, the value on this one.)"""
+        """A value read apart from the PHI label before it on the same line is judged with
+        that label: "0042" alone looks like a count, "MRN: 0042" and "Patient ID: 0042"
+        are IDs. (On a cine the label may have been read on an earlier frame, the value on
+        this one.)"""
         if d.action == "cleared" or d.verdict.basis == LABEL_ALONE:
             return d
         for label in labels.get(d.piece.frame, ()):
@@ -493,20 +494,26 @@ def _same_ink(frame: NDArray[Any], box: Box, ink: tuple[NDArray[np.bool_], NDArr
 
 
 def _labels_by_frame(decisions: Sequence[_Decision]) -> dict[int, list[_Decision]]:
-    """The bare PHI labels (``MRN:``) among ``decisions``, by frame."""
+    """The pieces that end in a PHI label (``MRN:``, ``Patient ID:``), by frame."""
     labels: dict[int, list[_Decision]] = {}
     for d in decisions:
-        if d.verdict.basis == LABEL_ALONE:
+        words = d.piece.reading.text.split()
+        if d.verdict.basis == LABEL_ALONE or (words and label_kind(words[-1])):
             labels.setdefault(d.piece.frame, []).append(d)
     return labels
 
 
+# A value may sit this many line heights after its label (aligned on a tab stop).
+LABEL_REACH = 6
+
+
 def _next_on_line(label: Box, value: Box) -> bool:
-    """``value`` starts within one line height after ``label`` ends, on the same line."""
+    """``value`` starts within :data:`LABEL_REACH` line heights after ``label`` ends, on
+    the same line."""
     height = max(label[3], value[3])
     top, bottom = max(label[1], value[1]), min(label[1] + label[3], value[1] + value[3])
     gap = value[0] - (label[0] + label[2])
-    return bottom - top >= 0.5 * min(label[3], value[3]) and -label[2] < gap <= height
+    return bottom - top >= 0.5 * min(label[3], value[3]) and -label[2] < gap <= LABEL_REACH * height
 
 
 def _is_speck(text: str) -> bool:

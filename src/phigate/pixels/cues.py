@@ -46,6 +46,7 @@ MAX_CLUSTERS = 48
 # stops at a stroke-free gap this many line heights wide (a word space is about 0.3).
 LINE_REACH = 6.0
 LINE_GAP = 0.8
+GLYPH_SHARE = 0.25
 
 
 def text_areas(image: RgbImage) -> list[Box] | None:
@@ -73,6 +74,8 @@ def line_extent(image: RgbImage, box: Box, stops: Sequence[Box] = ()) -> Box:
     """
     x, y, w, h = box
     cols = image.shape[1]
+    if w <= 0 or h <= 0:
+        return box
     reach = round(LINE_REACH * h)
     left, right = max(0, x - reach), min(cols, x + w + reach)
     for sx, sy, sw, sh in stops:
@@ -89,14 +92,17 @@ def line_extent(image: RgbImage, box: Box, stops: Sequence[Box] = ()) -> Box:
 
 
 def _line_ink(image: RgbImage, band: Box) -> NDArray[np.bool_]:
-    """Columns of ``band`` (one line tall) with strokes in the line and none in the line's
-    height just above or below it: on noise or texture, where strokes are everywhere, no
-    column counts, and a line is not grown into the picture."""
+    """Columns of ``band`` (one line tall) with glyph strokes in the line and none in the
+    line's height just above or below it: on noise or texture, where strokes are
+    everywhere, no column counts, and a line is not grown into the picture. A glyph's
+    stroke is taller than a scale bar or a thin vessel: a column counts when at least
+    :data:`GLYPH_SHARE` of the line height is stroke."""
     x, y, w, h = band
     rows = image.shape[0]
     top, bottom = max(0, y - h - STROKE_KERNEL), min(rows, y + 2 * h + STROKE_KERNEL)
     strokes = stroke_mask(np.ascontiguousarray(image[top:bottom, x : x + w])).astype(bool)
-    line = strokes[y - top : y - top + h].any(axis=0)
+    tall = max(2, round(GLYPH_SHARE * h))
+    line = strokes[y - top : y - top + h].sum(axis=0) >= tall
     above = strokes[max(0, y - h - top) : max(0, y - top - 1)].any(axis=0)
     below = strokes[y - top + h + 1 : y - top + 2 * h].any(axis=0)
     return np.asarray(line & ~above & ~below, dtype=np.bool_)
