@@ -175,18 +175,6 @@ def test_harmless_words_that_start_an_own_name_stay_harmless(text: str) -> None:
     assert TextClassifier(PixelRules(), CLIPPED).classify(text).kind == "non_phi"
 
 
-@pytest.mark.parametrize(
-    ("name", "text"),
-    [("PARKER^ANN", "PAR 2"), ("LEGGETT^ANN", "LT LEG"), ("TRAN^MAI", "t2_tse_tra")],
-)
-def test_annotation_beside_other_words_is_not_taken_for_a_clipped_name(
-    name: str, text: str
-) -> None:
-    """Only a piece made of name starts alone is a clipped name ("PAR 2" is a parameter)."""
-    verdict = TextClassifier(PixelRules(), {"PatientName": name}).classify(text)
-    assert verdict.basis != "clipped_name"
-
-
 GARBLED = {"PatientID": "94079941", "AccessionNumber": "A5566989"}
 
 
@@ -207,11 +195,19 @@ def test_values_not_shaped_like_an_own_id_are_not_taken_for_one(text: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("patient_id", "text"),
-    [("81504321", "W1500L40"), ("12385517", "1234.5mGy"), ("1230999", "123.45mm")],
+    ("identifiers", "text", "rule"),
+    [
+        ({"PatientName": "PARKER^ANN"}, "PAR 2", "clipped_name"),  # a parameter
+        ({"PatientName": "LEGGETT^ANN"}, "LT LEG", "clipped_name"),
+        ({"PatientName": "TRAN^MAI"}, "t2_tse_tra", "clipped_name"),  # a sequence name
+        ({"PatientID": "81504321"}, "W1500L40", "garbled_id"),  # window and level
+        ({"PatientID": "12385517"}, "1234.5mGy", "garbled_id"),
+        ({"PatientID": "1230999"}, "123.45mm", "garbled_id"),
+    ],
 )
-def test_measurements_that_line_up_with_an_own_id_are_not_taken_for_it(
-    patient_id: str, text: str
+def test_annotation_that_lines_up_with_an_own_identifier_is_not_taken_for_it(
+    identifiers: dict[str, str], text: str, rule: str
 ) -> None:
-    verdict = TextClassifier(PixelRules(), {"PatientID": patient_id}).classify(text)
-    assert verdict.basis != "garbled_id"
+    """A clipped name is a piece made of name starts alone; a measurement is not an ID."""
+    verdict = TextClassifier(PixelRules(), identifiers).classify(text)
+    assert verdict.basis != rule
