@@ -99,7 +99,8 @@ class IdentifierMatcher:
         return None
 
     def clipped_name(self, token: str, shortest: int = MIN_CLIPPED_NAME) -> IdentifierMatch | None:
-        """The own name that ``token`` (three letters or more) is the cut-off start of.
+        """The own name that ``token`` (``shortest`` letters or more) is the cut-off
+        start of.
 
         Devices clip names to fit a field ("KOW" for KOWALSKI); pieces of five letters or
         more are caught by :meth:`match`. The caller rules out harmless words first.
