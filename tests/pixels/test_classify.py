@@ -179,7 +179,8 @@ GARBLED = {"PatientID": "94079941", "AccessionNumber": "A5566989"}
 
 
 @pytest.mark.parametrize(
-    "text", ["D107DD11", "9A07S9G1", "A5S6G9B8", "D107D11", "D107DD111", "D107 DD11"]
+    "text",
+    ["D107DD11", "9A07S9G1", "A5S6G9B8", "D107D11", "D107DD111", "D107 DD11", "D107DB11"],
 )
 def test_a_small_own_id_misread_character_by_character_is_an_id(text: str) -> None:
     """Read at 10 px, 94079941 came out as "D107DD11", which the keep-list took for two

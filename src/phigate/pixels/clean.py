@@ -46,6 +46,8 @@ UNREADABLE = "pixel_text_unreadable"
 UNCLASSIFIED = "pixel_text_unclassified"
 OCR_FAILED = "pixel_ocr_failed_on_frame"
 OVERLAY_FAILED = "overlay_unreadable"
+# A value may sit this many line heights after its label (aligned on a tab stop).
+LABEL_REACH = 6
 
 Identifiers = Sequence[str] | Mapping[str, str | Sequence[str]]
 
@@ -501,10 +503,6 @@ def _labels_by_frame(decisions: Sequence[_Decision]) -> dict[int, list[_Decision
         if d.verdict.basis == LABEL_ALONE or (words and label_kind(words[-1])):
             labels.setdefault(d.piece.frame, []).append(d)
     return labels
-
-
-# A value may sit this many line heights after its label (aligned on a tab stop).
-LABEL_REACH = 6
 
 
 def _next_on_line(label: Box, value: Box) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from phigate.pixels.defaults import GENERIC_INSTITUTION_WORDS, INSTITUTION_WORDS
+from phigate.pixels.defaults import GENERIC_INSTITUTION_WORDS, INSTITUTION_WORDS, UNITS
 
 _FOLD = str.maketrans("OQILSBZG|", "001158261")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -28,9 +28,13 @@ CLIPPED_NAME_CONFIDENCE = 0.75
 MIN_GARBLED_ID = 7
 GARBLED_ID_SHARE_IN_PLACE = 1 / 3
 GARBLED_ID_CONFIDENCE = 0.6
-# A number with a decimal part, or a number and a unit: a measurement, not an ID.
+# A number with a decimal part, or a number and a unit, is a measurement, not an ID. Units
+# of one letter ("s", "t") are left out: a garbled ID may well end in one.
+_UNITS_AFTER_NUMBER = "|".join(
+    re.escape(u) for u in sorted(UNITS, key=len, reverse=True) if len(u) > 1 or u == "%"
+)
 _MEASUREMENT = re.compile(
-    r"\d[.,]\d|\d\s*(?:mm|cm|mgy|gy|kv|kvp|mas|ms|hz|khz|mhz|%)\b"
+    rf"\d[.,]\d|\d\s*(?:{_UNITS_AFTER_NUMBER})(?![a-z0-9])"
     r"|^(?:W|WW|WL|C|L)\d{1,5}(?:W|WW|WL|C|L)-?\d{1,5}$",  # a window and level run together
     re.I,
 )
