@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import spacy
 
@@ -120,3 +125,51 @@ def test_the_default_tokenizer_used_is_the_one_the_model_saved(finder: NameFinde
     for part in ("prefix_search", "suffix_search", "infix_finditer"):
         assert getattr(used, part).__self__.pattern == getattr(saved, part).__self__.pattern
     assert (used.token_match, used.url_match) == (saved.token_match, saved.url_match)
+
+
+
+@pytest.fixture
+def plugin_env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose path holds a package registering a spaCy pipeline component."""
+    (tmp_path / "phigate_probe_plugin.py").write_text("def make(nlp, name):\n    return None\n")
+    dist = tmp_path / "phigate_probe_plugin-1.0.dist-info"
+    dist.mkdir()
+    metadata = "Metadata-Version: 2.1\nName: phigate-probe-plugin\nVersion: 1.0\n"
+    (dist / "METADATA").write_text(metadata)
+    (dist / "entry_points.txt").write_text("[spacy_factories]\nprobe = phigate_probe_plugin:make\n")
+    return os.environ | {"PYTHONPATH": str(tmp_path)}
+
+
+def _stdout_of(code: str, env: dict[str, str]) -> list[str]:
+    """Run ``code`` in a fresh interpreter (imports and the loaded model are per process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return done.stdout.strip().splitlines()
+
+
+_LOAD_AND_REPORT = """
+import sys
+from spacy.util import registry
+from phigate.deid.ner import load_name_finder
+
+finder = load_name_finder()
+print("phigate_probe_plugin" in sys.modules, registry._entry_point_factories.entry_points)
+print([span.start for span in finder.find_names("Referred by Robert Johnson MD")])
+"""
+
+
+def test_loading_the_model_imports_no_installed_spacy_plugin(plugin_env: dict[str, str]) -> None:
+    """spaCy imports every package that registers a pipeline component whenever it builds a
+    pipeline (presidio-analyzer's costs about 1.2 s). The finder's load imports none, still
+    finds names, and leaves spaCy's own setting as it was."""
+    imported, found = _stdout_of(_LOAD_AND_REPORT, plugin_env)
+    assert imported == "False True"
+    assert found == "[12]"
+
+
+def test_spacy_itself_imports_the_probe_plugin(plugin_env: dict[str, str]) -> None:
+    """The check above could pass for want of a plug-in spaCy sees: a pipeline built the
+    ordinary way does import the probe."""
+    code = "import sys, spacy; spacy.blank('en'); print('phigate_probe_plugin' in sys.modules)"
+    assert _stdout_of(code, plugin_env) == ["True"]

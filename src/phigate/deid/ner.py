@@ -22,9 +22,11 @@ text, where the model is less reliable. Text is never logged nor put into an err
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Final, Protocol
@@ -174,7 +176,33 @@ def _load(model: str) -> SpacyNameFinder:
         raise NerUnavailable(
             f"spaCy model package {model!r} is not installed; install it with: pip install {dist}"
         )
-    nlp = spacy.load(model, exclude=[*_EXCLUDE_PIPES, *_NOT_FROM_DISK])
+    with _own_components_only():
+        nlp = spacy.load(model, exclude=[*_EXCLUDE_PIPES, *_NOT_FROM_DISK])
     if "ner" not in nlp.pipe_names:
         raise NerUnavailable(f"spaCy model {model!r} has no 'ner' pipe; use an NER model")
     return SpacyNameFinder(nlp)
+
+
+@contextlib.contextmanager
+def _own_components_only() -> Iterator[None]:
+    """Build a pipeline from spaCy's own components, without importing its plug-ins.
+
+    Every time a pipeline is built, spaCy imports each installed package that registers a
+    component (a ``spacy_factories`` entry point), whether the pipeline uses it or not.
+    presidio-analyzer registers one, and importing it costs about 1.2 s; any other plug-in
+    would run its code in the worker. The model needs only spaCy's built-in ``tok2vec`` and
+    ``ner``, so the scan is switched off while it loads (``entry_points`` is the switch of a
+    ``catalogue`` registry; spaCy keeps that registry as ``_entry_point_factories``).
+    """
+    from spacy.util import registry
+
+    factories = getattr(registry, "_entry_point_factories", None)
+    if factories is None or not hasattr(factories, "entry_points"):
+        yield  # another spaCy layout: load as spaCy does by default
+        return
+    scanning = factories.entry_points
+    factories.entry_points = False
+    try:
+        yield
+    finally:
+        factories.entry_points = scanning
