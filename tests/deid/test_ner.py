@@ -127,7 +127,6 @@ def test_the_default_tokenizer_used_is_the_one_the_model_saved(finder: NameFinde
     assert (used.token_match, used.url_match) == (saved.token_match, saved.url_match)
 
 
-
 @pytest.fixture
 def plugin_env(tmp_path: Path) -> dict[str, str]:
     """An environment whose path holds a package registering a spaCy pipeline component."""
