@@ -6,7 +6,7 @@ keywords and counts, never an element value or a file name.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,9 @@ class RunSummary:
     filtered_reasons: Counter[str] = field(default_factory=Counter)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     review_reasons: Counter[str] = field(default_factory=Counter)
-    actions: dict[str, Counter[str]] = field(default_factory=dict)
+    # A Counter made per keyword on first sight, not per record and keyword: counting runs in
+    # the parent, which shares the cores with the workers.
+    actions: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     findings: Counter[str] = field(default_factory=Counter)
     timings: Counter[str] = field(default_factory=Counter)
     pixels: PixelSummary = field(default_factory=lambda: PixelSummary())
@@ -97,7 +99,7 @@ class RunSummary:
             self.requires_review += 1
             self.review_reasons.update(record.review_reasons)
         for keyword, action in record.actions.items():
-            self.actions.setdefault(keyword, Counter())[action] += 1
+            self.actions[keyword][action] += 1
         self.findings.update(f"{f.where}:{f.kind}" for f in record.findings)
         self.timings.update(record.timings)
         self.pixels.add(record)
