@@ -34,8 +34,14 @@ def crashing(data: bytes, source_ref: str, worker: Worker, scan_pixels: bool = T
     return process_instance(data, source_ref, worker, scan_pixels)
 
 
+def _chunk_holding(count: int, workers: int, index: int) -> list[int]:
+    """The input indexes sent to a worker together with input ``index``."""
+    indexes = list(range(count))
+    return next(c for c in runner._chunks(indexes, workers, runner._CHUNK_FILES) if index in c)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("position", [0.15, 0.5], ids=["early", "middle"])
+@pytest.mark.parametrize("position", [0.15, 0.35], ids=["early", "middle"])
 def test_a_dying_worker_costs_one_file(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -46,10 +52,15 @@ def test_a_dying_worker_costs_one_file(
     """Early: the pool breaks while the parent is still submitting (submit itself raises);
     middle: it breaks under a chunk with neighbours on both sides."""
     inputs = tmp_path / "in"
-    manifest = make_sample_set(inputs, patients=6)
+    inputs.mkdir()
+    made = 0
+    for seed in (0, 1):  # two sets: enough files for chunks of three or more in the middle
+        made += len(make_sample_set(tmp_path / f"set{seed}", patients=6, seed=seed).instances)
+        (tmp_path / f"set{seed}").rename(inputs / f"set{seed}")
     files = sorted(p for p in inputs.rglob("*") if p.is_file())
-    assert len(files) >= 20  # several files per chunk, so the crash has neighbours
-    victim = files[int(len(files) * position)]
+    chunk = _chunk_holding(len(files), workers, int(len(files) * position))
+    assert len(chunk) >= 3  # so the victim, its middle file, has neighbours on both sides
+    victim = files[chunk[len(chunk) // 2]]
     victim.write_bytes(victim.read_bytes() + MARK)
     monkeypatch.setattr(runner, "process_instance", crashing)
     records: list[InstanceResult] = []
@@ -62,7 +73,7 @@ def test_a_dying_worker_costs_one_file(
     expected = [request.keys.instance_ref(p.relative_to(inputs).as_posix()) for p in files]
     assert sorted(r.source_ref for r in records) == sorted(expected)  # none lost, none twice
     written = [r for r in records if r.status is Status.WRITTEN]
-    assert len(written) == len(manifest.instances) - 1
+    assert len(written) == made - 1
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == len(written)
 
 

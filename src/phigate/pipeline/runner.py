@@ -23,6 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from phigate.deid.header import TrialSubject
 from phigate.deid.keys import Keyring
@@ -36,6 +37,7 @@ from phigate.pixels.settings import pixel_rules
 from phigate.policy.plan import ActionPlan
 from phigate.record import InstanceResult, Status
 
+T = TypeVar("T")
 STAGING_DIR = ".phigate-staging"
 DUPLICATE = "duplicate_sop_instance_uid"
 UNREADABLE = "unreadable_file"
@@ -272,12 +274,16 @@ class _CrashSafePool:
                 return _crashed(task, self.plan)
 
 
-def _chunks(tasks: list[_Task], workers: int, most: int) -> Iterator[list[_Task]]:
+def _chunks(tasks: list[T], workers: int, most: int) -> Iterator[list[T]]:
     """Tasks in consecutive groups of at most ``most``: one round trip per group, not per
-    file, yet enough groups (at least four per worker) that no worker idles long at the end."""
-    size = max(1, min(most, len(tasks) // (workers * 4)))
-    for start in range(0, len(tasks), size):
+    file. Groups shrink as the tasks run out (a quarter of each worker's share of what is
+    left), down to single files at the end, so that no worker idles while another still
+    has a group of big files to finish."""
+    start = 0
+    while start < len(tasks):
+        size = max(1, min(most, (len(tasks) - start) // (workers * 4)))
         yield tasks[start : start + size]
+        start += size
 
 
 def _crashed(task: _Task, plan: ActionPlan) -> _Done:
