@@ -49,15 +49,15 @@ def test_a_dying_worker_costs_one_file(
     workers: int,
     position: float,
 ) -> None:
-    """Early: the pool breaks while the parent is still submitting (submit itself raises);
-    middle: it breaks under a chunk with neighbours on both sides."""
+    """The victim is the middle file of its chunk, so it has neighbours on both sides;
+    early: among the first chunks, middle: a third of the way through."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     made = 0
     for seed in (0, 1):  # two sets: enough files for chunks of three or more in the middle
         made += len(make_sample_set(tmp_path / f"set{seed}", patients=6, seed=seed).instances)
         (tmp_path / f"set{seed}").rename(inputs / f"set{seed}")
-    files = sorted(p for p in inputs.rglob("*") if p.is_file())
+    files = runner.discover(inputs)  # in the runner's order, which its chunks follow
     chunk = _chunk_holding(len(files), workers, int(len(files) * position))
     assert len(chunk) >= 3  # so the victim, its middle file, has neighbours on both sides
     victim = files[chunk[len(chunk) // 2]]

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from phigate.deid.keys import Keyring
-from phigate.pipeline.runner import STAGING_DIR, RunRequest, _source_ref, discover
+from phigate.pipeline.runner import (
+    STAGING_DIR,
+    RunRequest,
+    _make_folders,
+    _source_ref,
+    discover,
+)
 from phigate.policy.plan import compile_profile
 from phigate.policy.profile import load_profile
 
@@ -34,11 +40,20 @@ def test_links_to_files_count_linked_folders_and_other_entries_do_not(tmp_path: 
     (inputs / "link-to-file").symlink_to(elsewhere / "a.dcm")
     (inputs / "link-to-folder").symlink_to(elsewhere / "b", target_is_directory=True)
     (inputs / "broken-link").symlink_to(tmp_path / "missing")
+    (inputs / "loop").symlink_to(inputs / "loop")
+    (inputs / "through-a-file").symlink_to(inputs / "a.dcm" / "sub")
     os.mkfifo(inputs / "fifo")
     found = {p.relative_to(inputs).as_posix() for p in discover(inputs)}
     assert "link-to-file" in found
-    assert not {f for f in found if f.startswith(("link-to-folder", "broken", "fifo"))}
+    others = ("link-to-folder", "broken", "loop", "through", "fifo")
+    assert not {f for f in found if f.startswith(others)}
     assert len(found) == 8
+
+
+def test_a_file_named_like_the_staging_folder_is_an_input(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / STAGING_DIR).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in discover(tmp_path)] == [f"b/{STAGING_DIR}"]
 
 
 def test_a_staging_folder_left_in_the_input_is_not_read(tmp_path: Path) -> None:
@@ -49,19 +64,40 @@ def test_a_staging_folder_left_in_the_input_is_not_read(tmp_path: Path) -> None:
     assert len(discover(tmp_path)) == 7
 
 
-@pytest.mark.parametrize("spelling", ["in", "./in", "in/"])
+@pytest.mark.parametrize("spelling", ["in", ".", "absolute", "linked"])
 def test_an_input_is_named_by_its_path_relative_to_the_input_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
 ) -> None:
-    """The name is the keyed hash of the relative path, however the folder was spelt and
-    whether the file came from :func:`discover` or from a caller."""
+    """The name is the keyed hash of the path relative to the folder as given, however it
+    was spelt, whether the file came from :func:`discover` or from a caller."""
     _tree(tmp_path / "in")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "linked").symlink_to(tmp_path / "in", target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "in" if spelling == "." else tmp_path)
+    folder = {"absolute": tmp_path / "in"}.get(spelling, Path(spelling))
     keys = Keyring(b"k" * 32)
     request = RunRequest(
-        Path(spelling), tmp_path / "out", tmp_path / "q", compile_profile(load_profile("basic")),
-        keys,
-    )  # fmt: skip
-    for path in [*discover(Path(spelling)), Path(spelling) / "b/sub/deep/f"]:
-        relative = path.resolve().relative_to(tmp_path / "in").as_posix()
-        assert _source_ref(request, path) == keys.instance_ref(relative)
+        folder, tmp_path / "out", tmp_path / "q", compile_profile(load_profile("basic")), keys
+    )
+    paths = [*discover(folder), folder / "b/sub/deep/f"]
+    assert len(paths) == 8
+    for path in paths:
+        assert _source_ref(request, path) == keys.instance_ref(path.relative_to(folder).as_posix())
+
+
+def test_output_folders_are_made_once_and_a_file_in_their_way_is_an_error(
+    tmp_path: Path,
+) -> None:
+    made: set[str] = set()
+    series = os.path.join(tmp_path, "study", "series")
+    _make_folders(series, made)
+    assert os.path.isdir(series) and made == {series, os.path.dirname(series)}
+    os.rmdir(series)
+    _make_folders(series, made)  # known: no system call
+    assert not os.path.exists(series)
+    deeper = os.path.join(tmp_path, "a", "b", "c")
+    _make_folders(deeper, made)
+    assert os.path.isdir(deeper)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "series").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        _make_folders(os.path.join(tmp_path, "taken", "series"), set())

@@ -112,15 +112,24 @@ def discover(input_dir: Path) -> list[Path]:
 
 def _scan(folder: str, prefix: str, found: list[tuple[str, str]]) -> None:
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as listing:
+            entries = list(listing)
     except PermissionError:
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if entry.name != STAGING_DIR:
                 _scan(entry.path, f"{prefix}{entry.name}/", found)
-        elif entry.is_file():
+        elif _is_file(entry):
             found.append((prefix + entry.name, entry.path))
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file, or a link to one; a link in a loop or through a file is neither."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def run(
@@ -400,7 +409,8 @@ def _make_folders(folder: str, made: set[str]) -> None:
         try:
             os.mkdir(path)
         except FileExistsError:
-            pass
+            if not os.path.isdir(path):
+                raise
         except FileNotFoundError:
             os.makedirs(path, exist_ok=True)
         made.add(path)
