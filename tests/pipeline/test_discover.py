@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,44 @@ def test_output_folders_are_made_once_and_a_file_in_their_way_is_an_error(
     (tmp_path / "taken" / "series").write_bytes(b"x")
     with pytest.raises(FileExistsError):
         _make_folders(os.path.join(tmp_path, "taken", "series"), set())
+
+
+_OVERRIDES = "-dac_override,-dac_read_search"
+
+
+def _without_root_override(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as root without the capabilities that let root read any folder."""
+    return subprocess.run(
+        ["setpriv", f"--bounding-set={_OVERRIDES}", f"--inh-caps={_OVERRIDES}",
+         sys.executable, "-c", code, *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_a_folder_that_cannot_be_listed_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    """Its files cannot be counted, so no run may report success without them; the
+    message names no folder, since a folder's name may hold PHI."""
+    inputs = tmp_path / "in"
+    _tree(inputs)
+    secret = inputs / "DOE^JOHN 1970"
+    secret.mkdir()
+    (secret / "f.dcm").write_bytes(b"x")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from phigate.errors import UsageError\n"
+        "from phigate.pipeline.runner import discover\n"
+        "try:\n"
+        "    print(len(discover(Path(sys.argv[1]))))\n"
+        "except UsageError as exc:\n"
+        "    print('error:', exc)\n"
+    )
+    assert _without_root_override(code, str(inputs)).stdout.strip() == "8"  # control
+    secret.chmod(0o000)
+    try:
+        shown = _without_root_override(code, str(inputs)).stdout
+    finally:
+        secret.chmod(0o755)
+    assert shown.startswith("error: a folder in the input cannot be listed")
+    assert "DOE" not in shown and "JOHN" not in shown

@@ -102,7 +102,8 @@ def discover(input_dir: Path) -> list[Path]:
     """Every regular file under ``input_dir``, in the order of their relative paths.
 
     Links to files count; linked folders are not followed. One directory listing per
-    folder and no ``stat`` per regular file, which a folder of 100k slices notices.
+    folder and no ``stat`` per regular file, which a folder of 100k slices notices. A folder
+    that cannot be listed is an error: its files would be lost without a count.
     """
     found: list[tuple[str, str]] = []  # (relative path, path)
     _scan(os.fspath(input_dir), "", found)
@@ -115,7 +116,12 @@ def _scan(folder: str, prefix: str, found: list[tuple[str, str]]) -> None:
         with os.scandir(folder) as listing:
             entries = list(listing)
     except PermissionError:
-        return
+        # Its files could be neither read nor counted: stop before any is processed rather
+        # than report a run without them. The folder's name may be PHI: not in the message.
+        raise UsageError(
+            "a folder in the input cannot be listed (permission denied); "
+            "give this user read access to every folder under the input and run again"
+        ) from None
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if entry.name != STAGING_DIR:
