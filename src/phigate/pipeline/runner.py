@@ -115,6 +115,8 @@ def _scan(folder: str, prefix: str, found: list[tuple[str, str]]) -> None:
     try:
         with os.scandir(folder) as listing:
             entries = list(listing)
+    except FileNotFoundError:
+        return  # removed while the input was being listed: no file of it to lose
     except PermissionError:
         # Its files could be neither read nor counted: stop before any is processed rather
         # than report a run without them. The folder's name may be PHI: not in the message.
@@ -206,8 +208,8 @@ def _second_pass_task(
 
 
 def _source_ref(request: RunRequest, path: Path) -> str:
-    """The keyed hash of the path relative to the input folder (by string when it starts
-    with the folder, as what :func:`discover` finds does: pathlib's way costs 10 µs)."""
+    """The keyed hash of the path relative to the input folder. Paths from :func:`discover`
+    start with the folder's own spelling, so a string slice does (pathlib's way: 10 µs)."""
     text, root = os.fspath(path), os.path.join(os.fspath(request.input_dir), "")
     if text.startswith(root):
         return request.keys.instance_ref(text[len(root) :].replace(os.sep, "/"))
@@ -405,21 +407,10 @@ def _settle(
 
 
 def _make_folders(folder: str, made: set[str]) -> None:
-    """Make a series folder and its study folder, remembering what exists: one ``mkdir``
-    per new folder, where ``os.makedirs`` first tries the series and checks its parents."""
-    if folder in made:
-        return
-    for path in (os.path.dirname(folder), folder):
-        if path in made:
-            continue
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
-        except FileNotFoundError:
-            os.makedirs(path, exist_ok=True)
-        made.add(path)
+    """``os.makedirs`` once per output folder in a run; ``made``: folders known to exist."""
+    if folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        made.update((folder, os.path.dirname(folder)))
 
 
 def _quarantine(request: RunRequest, task: _Task, record: InstanceResult, run_id: str) -> None:
